@@ -1,0 +1,35 @@
+"""admmrelu: ReLU networks trained to proven global optimality via convex programs.
+
+Build blocks with :func:`sample_arrangements` or :func:`enumerate_arrangements`, the
+program with :class:`ConvexReLUProblem`, solve it with ``prob.solve(...)``, and read the
+network of Proposition 1 with ``res.network()``.
+"""
+
+from .arrangements import Arrangements, sample_arrangements
+from .certificate import Certificate, certify
+from .enumeration import enumerate_arrangements, estimate_n_blocks
+from .exceptions import ConvergenceWarning, SolverError, TooManyArrangementsError
+from .network import ThreeLayerReLUNetwork, TwoLayerReLUNetwork, recover_network
+from .problem import ConvexReLUProblem
+from .results import History, SolveResult
+from .status import Status
+
+__version__ = "0.1.0"
+__all__ = [
+    "Arrangements",
+    "Certificate",
+    "ConvergenceWarning",
+    "ConvexReLUProblem",
+    "History",
+    "SolveResult",
+    "SolverError",
+    "Status",
+    "ThreeLayerReLUNetwork",
+    "TooManyArrangementsError",
+    "TwoLayerReLUNetwork",
+    "certify",
+    "enumerate_arrangements",
+    "estimate_n_blocks",
+    "recover_network",
+    "sample_arrangements",
+]

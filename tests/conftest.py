@@ -1,0 +1,48 @@
+"""Shared fixtures: thread limits, seeded tiny data sets and their exact arrangements."""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+import admmrelu as ar  # noqa: E402
+
+settings.register_profile("default", deadline=None, max_examples=40)
+settings.load_profile("default")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_blas_thread():
+    """Tiny problems: one BLAS thread avoids oversubscription on 2-core machines."""
+    with threadpool_limits(limits=1):
+        yield
+
+
+def tiny_data(n, d, seed):
+    """X = [N(0,1)^(d-1), 1] (bias column last) and y from a random 3-sub-network teacher."""
+    rng = np.random.default_rng(seed)
+    X = np.hstack([rng.standard_normal((n, d - 1)), np.ones((n, 1))])
+    W1 = rng.standard_normal((3, d, 2))
+    w2 = rng.standard_normal((3, 2))
+    w3 = rng.standard_normal(3)
+    hidden = np.maximum(np.einsum("nd,kdj->nkj", X, W1), 0)
+    y = np.maximum(np.einsum("nkj,kj->nk", hidden, w2), 0) @ w3 + 0.1 * rng.standard_normal(n)
+    return X, y
+
+
+@pytest.fixture(scope="session")
+def tiny_two_layer():
+    """n=8, d=3 (with bias): exact two-layer arrangements."""
+    X, y = tiny_data(8, 3, seed=1)
+    return X, y, ar.enumerate_arrangements(X, depth=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_three_layer():
+    """n=6, d=2 (with bias), width 2: exact three-layer arrangements (a few hundred blocks)."""
+    X, y = tiny_data(6, 2, seed=2)
+    return X, y, ar.enumerate_arrangements(X, depth=3, width=2)
