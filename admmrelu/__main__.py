@@ -1,0 +1,7 @@
+"""``python -m admmrelu``: see :mod:`admmrelu.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
