@@ -17,7 +17,8 @@ second-layer rows at depth 3).
 import clarabel
 import numpy as np
 from scipy import sparse
-from scipy.optimize import nnls
+
+from ._nnls import nnls
 
 
 def polar_generators(X, masks1_t, signs_t, masks2_t=None):

@@ -5,8 +5,8 @@ arrangement ``{u : x_i^T u = 0}``; closures of open cells cover the space, so th
 enough.  At depth 3 each block is a set of m1 distinct (mask, sign) neurons plus one
 open cell of the arrangement ``{w : b_i^T w = 0}`` (rows of ``B_t``) inside the product of
 the neurons' first-layer cones.  Cells are found by a tree search over the rows in which
-every branch is decided by a small maximum-margin LP (scipy's HiGHS), and every cell
-comes with a verified interior point.
+every branch is decided by Gordan's alternative (one small NNLS, with a maximum-margin LP
+as fallback), and every cell comes with a verified interior point.
 
 Dominated blocks are dropped (formulation.md §11.2): the all-zero first-layer mask, sign
 vectors with all s_j = -1, neuron permutations and repeated neurons, and second-layer
@@ -19,12 +19,15 @@ from math import comb
 import numpy as np
 from scipy.optimize import linprog
 
+from ._nnls import nnls
 from ._validation import as_float_matrix, check_depth_width, check_int
 from .arrangements import Arrangements
 from .exceptions import TooManyArrangementsError
 
 #: A cell is accepted only if an interior point has this verified margin (rows normalized).
 _MIN_MARGIN = 1e-9
+#: NNLS residual below which a half-space is taken to miss the cell (Gordan's alternative).
+_GORDAN_TOL = 1e-10
 
 
 def cover_bound(n_samples: int, rank: int) -> int:
@@ -66,8 +69,8 @@ def enumerate_arrangements(X, depth=2, width=None, max_blocks=50_000, max_bytes=
     ``max_bytes``.  At depth 3 the bound is refined per neuron tuple after the first-layer
     cells are known, and the actual count is checked again as blocks are found.
 
-    Cost: one small LP per (cell, row) pair that the tree search cannot decide from a
-    known interior point, roughly ``n_samples * n_blocks`` LPs of size ``m1 * d``.
+    Cost: one small NNLS per (cell, row) pair that the tree search cannot decide from a
+    known interior point, roughly ``n_samples * n_blocks`` of size ``m1 * d``.
 
     Parameters
     ----------
@@ -208,7 +211,7 @@ def _open_cells(H, base=None, start=None):
                 if side * value > _MIN_MARGIN:
                     child_point = point
                 else:
-                    child_point = _interior_point(new_rows)
+                    child_point = _interior_point(new_rows, point)
                     if child_point is None:
                         continue
                 child_signs = signs.copy()
@@ -220,12 +223,34 @@ def _open_cells(H, base=None, start=None):
     return patterns, points
 
 
-def _interior_point(rows):
-    """A point u with ``min_i rows_i^T u`` >= _MIN_MARGIN (rows normalized, |u|_inf <= 1), or None.
+def _interior_point(rows, hint):
+    """A point u with ``min_i rows_i^T u / ||u||`` >= _MIN_MARGIN, or None if there is none.
 
-    Solves ``max t  s.t.  rows u >= t, -1 <= u <= 1, t <= 1`` and verifies the margin of the
-    returned u in exact arithmetic, so a returned point always proves the cell is open.
+    ``rows`` are normalized; all but the last define a cell with interior point ``hint``, the
+    last is the new half-space.  Gordan's alternative decides it: the child is empty iff
+    ``-h`` lies in the cone of the parent's rows.  The NNLS ``min_{lam >= 0} ||A^T lam + h||``
+    either shows that (zero residual), or its residual ``r`` lies in the closed parent cone
+    with ``h^T r = ||r||^2 > 0``, so ``r + eps * hint`` is an interior witness.  A witness is
+    only returned after its margin is verified; unclear cases fall back to an LP.
     """
+    parent, h = rows[:-1], rows[-1]
+    if len(parent) == 0:
+        return h.copy()
+    lam, residual = nnls(parent.T, -h)
+    if residual <= _GORDAN_TOL:
+        return None
+    r = parent.T @ lam + h
+    r /= np.linalg.norm(r)
+    slope = h @ hint
+    eps = 1.0 if slope >= 0 else 0.5 * (h @ r) / -slope
+    u = r + eps * hint
+    if np.min(rows @ u) >= _MIN_MARGIN * np.linalg.norm(u):
+        return u / np.linalg.norm(u)
+    return _max_margin_point(rows)
+
+
+def _max_margin_point(rows):
+    """LP fallback: ``max t  s.t.  rows u >= t, -1 <= u <= 1, t <= 1``, margin verified."""
     k, D = rows.shape
     c = np.zeros(D + 1)
     c[-1] = -1.0
@@ -236,9 +261,9 @@ def _interior_point(rows):
     if res.status != 0:
         return None
     u = res.x[:D]
-    if np.min(rows @ u) < _MIN_MARGIN:
+    if np.min(rows @ u) < _MIN_MARGIN * max(np.linalg.norm(u), 1e-300):
         return None
-    return u
+    return u / np.linalg.norm(u)
 
 
 def _normalize(rows):
