@@ -121,7 +121,7 @@ class Arrangements:
             signs=self.signs[idx],
             masks2=None if self.masks2 is None else self.masks2[:, idx],
             generators=None if self.generators is None else self.generators[idx],
-            exact=self.exact and idx.size == self.n_blocks,
+            exact=self.exact and np.unique(idx).size == self.n_blocks,
             n_draws=self.n_draws,
         )
 

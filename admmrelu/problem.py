@@ -140,13 +140,14 @@ class ConvexReLUProblem:
     def constraint_violation(self, U, relative=False) -> float:
         """Largest violation ``max(0, -min G U)``.
 
-        With ``relative=True`` it is divided by ``max_i ||x_i|| * max_{t,j} ||U_tj||`` (the
-        scale of ``G U``), so 1e-8 means "1e-8 relative to the scale of X and U".
+        With ``relative=True`` it is divided by ``max_i ||x_i|| * max_t ||U_t||_{2,1}``, which
+        bounds every entry of ``|G U|``, so 1e-8 means "1e-8 relative to the scale of X and U".
         """
         U = self._check_var(U)
         violation = max(0.0, -float(np.min(self.cone(U))))
         if relative and violation > 0:
-            scale = np.max(np.linalg.norm(self.X, axis=1)) * np.max(np.linalg.norm(U, axis=3))
+            block_norms = np.linalg.norm(U, axis=3).sum(axis=2)
+            scale = np.max(np.linalg.norm(self.X, axis=1)) * np.max(block_norms)
             violation /= scale
         return violation
 

@@ -18,6 +18,15 @@ _STATUS_MAP = {
 
 SUPPORTED_CVXPY_SOLVERS = ("CLARABEL", "ECOS", "SCS")
 
+#: Reference-grade Clarabel tolerances used unless the caller passes the option (its
+#: defaults, 1e-8, often leave a relative certificate gap just above 1e-6).  ECOS stalls
+#: below its defaults and SCS is a first-order method: both keep their own.
+_DEFAULT_OPTIONS = {
+    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10},
+    "ECOS": {},
+    "SCS": {},
+}
+
 
 def to_cvxpy(problem):
     """Build the cvxpy model of ``problem``.
@@ -78,7 +87,8 @@ def solve_cvxpy(problem, cvxpy_solver="CLARABEL", gap_tol=1e-6, verbose=False, *
     verbose : bool, default=False
         Passed to cvxpy (prints the backend's log).
     **solver_options
-        Passed to ``cvxpy.Problem.solve`` (e.g. ``tol_gap_rel=1e-10`` for Clarabel).
+        Passed to ``cvxpy.Problem.solve``.  Clarabel defaults to ``tol_gap_abs``,
+        ``tol_gap_rel`` and ``tol_feas`` of 1e-10 here; options given take precedence.
     """
     import cvxpy as cp
 
@@ -91,7 +101,8 @@ def solve_cvxpy(problem, cvxpy_solver="CLARABEL", gap_tol=1e-6, verbose=False, *
     setup_time = time.perf_counter() - start
     start = time.perf_counter()
     try:
-        model.solve(solver=cvxpy_solver, verbose=verbose, **solver_options)
+        options = {**_DEFAULT_OPTIONS[cvxpy_solver], **solver_options}
+        model.solve(solver=cvxpy_solver, verbose=verbose, **options)
         solver_status = model.status
     except cp.error.SolverError as err:
         solver_status = f"solver_error: {err}"
