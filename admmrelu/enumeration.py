@@ -46,8 +46,11 @@ def estimate_n_blocks(X, depth=2, width=None) -> int:
     """
     X = as_float_matrix(X)
     depth, width = check_depth_width(depth, width)
-    n = X.shape[0]
-    r = int(np.linalg.matrix_rank(X))
+    return _bound_n_blocks(X.shape[0], int(np.linalg.matrix_rank(X)), depth, width)
+
+
+def _bound_n_blocks(n, r, depth, width) -> int:
+    """The bound of :func:`estimate_n_blocks` for n samples of rank r."""
     p1 = cover_bound(n, r)
     if depth == 2:
         return p1
@@ -94,7 +97,10 @@ def enumerate_arrangements(X, depth=2, width=None, max_blocks=50_000, max_bytes=
     n, d = X.shape
     limits = _Limits(n, d, width, depth, max_blocks, max_bytes)
     rank = int(np.linalg.matrix_rank(X))
-    limits.check(cover_bound(n, rank), "first-layer cells, bound (14)")
+    limits.check(
+        _bound_n_blocks(n, rank, depth, width),
+        "bound (14)" if depth == 2 else "bounds (14) and (15)",
+    )
 
     patterns, points = _open_cells(X)
     fixed = _zero_rows(X)
