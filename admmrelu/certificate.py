@@ -61,6 +61,12 @@ def max_block_dual_norm(problem, v) -> tuple[float, int]:
 def certify(problem, yhat) -> Certificate:
     """Certified lower bound from a prediction ``yhat`` of shape (n_samples,)."""
     y, beta = problem.y, problem.beta
+    yhat = np.asarray(yhat, dtype=np.float64)
+    if yhat.shape != y.shape:
+        raise ValueError(
+            f"yhat must be a prediction of shape (n_samples,) = {y.shape}; got shape "
+            f"{yhat.shape}. Use problem.forward(U) for the prediction of a point U."
+        )
     v = y - yhat
     gamma, n_refined = max_block_dual_norm(problem, v)
     vy, vv = float(v @ y), float(v @ v)

@@ -1,13 +1,15 @@
 """cvxpy reference model of the convex program and a solve that returns a SolveResult."""
 
 import time
+import warnings
 
 import numpy as np
 from scipy import sparse
 
 from .certificate import certify
+from .exceptions import ConvergenceWarning
 from .results import SolveResult
-from .status import Status
+from .status import SOLUTION_PRESENT, Status
 
 #: cvxpy status string -> admmrelu Status; anything else is a solver error.
 _STATUS_MAP = {
@@ -82,8 +84,11 @@ def solve_cvxpy(problem, cvxpy_solver="CLARABEL", gap_tol=1e-6, verbose=False, *
     problem : ConvexReLUProblem
     cvxpy_solver : {"CLARABEL", "ECOS", "SCS"}, default="CLARABEL"
     gap_tol : float, default=1e-6
-        ``optimal`` requires cvxpy's "optimal" *and* ``gap <= gap_tol * objective``;
-        otherwise the status is ``optimal_inaccurate``.
+        The status is decided by the certificate, which is rigorous: ``optimal`` when the
+        backend returned a solution (cvxpy "optimal" or "optimal_inaccurate") and the
+        certified gap of the projected, feasible point is ``<= gap_tol * objective``;
+        ``optimal_inaccurate`` (with a :class:`~admmrelu.exceptions.ConvergenceWarning`)
+        when the gap is larger.  Backend failures give ``solver_error`` and the zero point.
     verbose : bool, default=False
         Passed to cvxpy (prints the backend's log).
     **solver_options
@@ -102,7 +107,9 @@ def solve_cvxpy(problem, cvxpy_solver="CLARABEL", gap_tol=1e-6, verbose=False, *
     start = time.perf_counter()
     try:
         options = {**_DEFAULT_OPTIONS[cvxpy_solver], **solver_options}
-        model.solve(solver=cvxpy_solver, verbose=verbose, **options)
+        with warnings.catch_warnings():  # the certificate below decides, and warns if needed
+            warnings.filterwarnings("ignore", "Solution may be inaccurate", UserWarning)
+            model.solve(solver=cvxpy_solver, verbose=verbose, **options)
         solver_status = model.status
     except cp.error.SolverError as err:
         solver_status = f"solver_error: {err}"
@@ -121,8 +128,17 @@ def solve_cvxpy(problem, cvxpy_solver="CLARABEL", gap_tol=1e-6, verbose=False, *
 
     gap = objective - cert.dual_bound
     status = _STATUS_MAP.get(solver_status, Status.SOLVER_ERROR)
-    if status == Status.OPTIMAL and gap > gap_tol * objective:
-        status = Status.OPTIMAL_INACCURATE
+    if status in SOLUTION_PRESENT:
+        status = Status.OPTIMAL if gap <= gap_tol * objective else Status.OPTIMAL_INACCURATE
+    if status != Status.OPTIMAL:
+        warnings.warn(
+            f"cvxpy:{cvxpy_solver} ended with status {solver_status!r}; the certified gap is "
+            f"{gap:.3e} (relative {gap / objective if objective > 0 else 0.0:.3e}, tolerance "
+            f"{gap_tol:.1e}). Tighten the solver's tolerances, try cvxpy_solver='CLARABEL', "
+            "or raise gap_tol.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
     stats = model.solver_stats
     return SolveResult(
         status=status,
