@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 from scipy import sparse
 
+from ._validation import check_positive_float
 from .certificate import certify
 from .exceptions import ConvergenceWarning
 from .results import SolveResult
@@ -101,6 +102,7 @@ def solve_cvxpy(problem, cvxpy_solver="CLARABEL", gap_tol=1e-6, verbose=False, *
         raise ValueError(
             f"cvxpy_solver must be one of {SUPPORTED_CVXPY_SOLVERS}; got {cvxpy_solver!r}"
         )
+    gap_tol = check_positive_float(gap_tol, "gap_tol")
     start = time.perf_counter()
     model, U = to_cvxpy(problem)
     setup_time = time.perf_counter() - start

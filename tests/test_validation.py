@@ -395,3 +395,11 @@ def test_list_inputs_are_accepted(data):
     X, y, arr, _ = data
     prob = ar.ConvexReLUProblem(X.tolist(), y.tolist(), 0.1, arr)
     np.testing.assert_array_equal(prob.X, X)
+
+
+@pytest.mark.parametrize("gap_tol", [0.0, -1e-6, float("nan")])
+def test_gap_tol_must_be_positive(gap_tol):
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    prob = ar.ConvexReLUProblem(X, X[:, 0], 0.1, ar.sample_arrangements(X, 4, seed=0))
+    with pytest.raises(ValueError, match="gap_tol must be a finite number > 0"):
+        prob.solve(solver="cvxpy", gap_tol=gap_tol)
