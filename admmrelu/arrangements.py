@@ -219,7 +219,8 @@ def _blocks_from_networks(X, W1, w2, depth):
     W1 : (B, m1, d), w2 : (B, m1).  Returns arrays masks1 (n, B, m1), signs (B, m1),
     masks2 (n, B) or None, generators (B, m1, d) and nontrivial (B,).
     """
-    Z = np.einsum("nd,bjd->nbj", X, W1)
+    B, m1, d = W1.shape
+    Z = (X @ W1.reshape(B * m1, d).T).reshape(X.shape[0], B, m1)  # one GEMM
     masks1 = Z >= 0
     signs = np.where(w2 >= 0, 1.0, -1.0)
     generators = np.abs(w2)[:, :, None] * W1

@@ -79,7 +79,9 @@ class ThreeLayerReLUNetwork:
     def predict(self, X) -> np.ndarray:
         """Network output on ``X`` of shape (n_samples, n_features); returns (n_samples,)."""
         X = _check_input(X, self.W1.shape[1])
-        hidden = _relu(np.einsum("nd,kdj->nkj", X, self.W1))
+        K, d, m1 = self.W1.shape
+        first = X @ np.transpose(self.W1, (1, 0, 2)).reshape(d, K * m1)  # one GEMM
+        hidden = _relu(first.reshape(X.shape[0], K, m1))
         return _relu(np.einsum("nkj,kj->nk", hidden, self.w2)) @ self.w3
 
     def objective(self, X, y, beta) -> float:
