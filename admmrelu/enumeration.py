@@ -249,10 +249,8 @@ def _interior_point(rows, hint):
     r /= np.linalg.norm(r)
     slope = h @ hint
     eps = 1.0 if slope >= 0 else 0.5 * (h @ r) / -slope
-    u = r + eps * hint
-    if np.min(rows @ u) >= _MIN_MARGIN * np.linalg.norm(u):
-        return u / np.linalg.norm(u)
-    return _max_margin_point(rows)
+    witness = _verified(rows, r + eps * hint)
+    return witness if witness is not None else _max_margin_point(rows)
 
 
 def _max_margin_point(rows):
@@ -264,12 +262,15 @@ def _max_margin_point(rows):
     res = linprog(
         c, A_ub=A_ub, b_ub=np.zeros(k), bounds=[(-1, 1)] * D + [(None, 1)], method="highs"
     )
-    if res.status != 0:
+    return _verified(rows, res.x[:D]) if res.status == 0 else None
+
+
+def _verified(rows, u):
+    """``u / ||u||`` if ``min_i rows_i^T u >= _MIN_MARGIN ||u||`` (checked exactly), else None."""
+    norm = np.linalg.norm(u)
+    if norm == 0 or np.min(rows @ u) < _MIN_MARGIN * norm:
         return None
-    u = res.x[:D]
-    if np.min(rows @ u) < _MIN_MARGIN * max(np.linalg.norm(u), 1e-300):
-        return None
-    return u / np.linalg.norm(u)
+    return u / norm
 
 
 def _normalize(rows):
