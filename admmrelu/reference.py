@@ -132,17 +132,8 @@ def solve_cvxpy(problem, cvxpy_solver="CLARABEL", gap_tol=1e-6, verbose=False, *
     status = _STATUS_MAP.get(solver_status, Status.SOLVER_ERROR)
     if status in SOLUTION_PRESENT:
         status = Status.OPTIMAL if gap <= gap_tol * objective else Status.OPTIMAL_INACCURATE
-    if status != Status.OPTIMAL:
-        warnings.warn(
-            f"cvxpy:{cvxpy_solver} ended with status {solver_status!r}; the certified gap is "
-            f"{gap:.3e} (relative {gap / objective if objective > 0 else 0.0:.3e}, tolerance "
-            f"{gap_tol:.1e}). Tighten the solver's tolerances, try cvxpy_solver='CLARABEL', "
-            "or raise gap_tol.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
     stats = model.solver_stats
-    return SolveResult(
+    result = SolveResult(
         status=status,
         objective=objective,
         dual_bound=cert.dual_bound,
@@ -161,3 +152,12 @@ def solve_cvxpy(problem, cvxpy_solver="CLARABEL", gap_tol=1e-6, verbose=False, *
         solver=f"cvxpy:{cvxpy_solver}",
         solver_status=str(solver_status),
     )
+    if status != Status.OPTIMAL:
+        warnings.warn(
+            f"cvxpy:{cvxpy_solver} ended with status {solver_status!r}; the certified gap is "
+            f"{gap:.3e} (relative {result.relative_gap:.3e}, tolerance {gap_tol:.1e}). "
+            "Tighten the solver's tolerances, try cvxpy_solver='CLARABEL', or raise gap_tol.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return result
