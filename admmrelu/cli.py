@@ -60,6 +60,12 @@ def _report(title, prob, res, X, y):
     )
 
 
+def _problem_at_fraction(X, y, arrangements, fraction):
+    """The problem on these blocks with ``beta = fraction * beta_max``."""
+    prob = ConvexReLUProblem(X, y, 1.0, arrangements)
+    return prob.with_beta(fraction * prob.beta_max)
+
+
 def demo(args) -> int:
     """Solve sampled two- and three-layer problems on diabetes, and a certified tiny one."""
     X, y = _diabetes()
@@ -68,8 +74,7 @@ def demo(args) -> int:
     for depth, width in ((2, None), (3, 2)):
         start = time.perf_counter()
         arr = sample_arrangements(X, args.blocks, depth=depth, width=width, seed=args.seed)
-        prob = ConvexReLUProblem(X, y, 1.0, arr)
-        prob = prob.with_beta(args.beta_fraction * prob.beta_max)
+        prob = _problem_at_fraction(X, y, arr, args.beta_fraction)
         res = prob.solve(**solve)
         label = "two-layer" if depth == 2 else "three-layer, width 2"
         _report(
@@ -82,8 +87,7 @@ def demo(args) -> int:
 
     Xs, ys = X[:: X.shape[0] // 12][:12, [2, 8, 10]], y[:: X.shape[0] // 12][:12]
     arr = enumerate_arrangements(Xs, depth=2)
-    prob = ConvexReLUProblem(Xs, ys, 1.0, arr)
-    prob = prob.with_beta(args.beta_fraction * prob.beta_max)
+    prob = _problem_at_fraction(Xs, ys, arr, args.beta_fraction)
     _report(
         f"two-layer on 12 samples x (bmi, s5, bias): all {arr.n_blocks} arrangements enumerated",
         prob,
