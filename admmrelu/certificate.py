@@ -36,30 +36,59 @@ class Certificate:
         The factor c applied to v.
     n_refined : int
         Blocks whose dual norm needed an exact (NNLS or SOCP) solve.
+    block_norms : ndarray of shape (2, P)
+        ``sigma_t(+-A_t^T v)`` for the refined blocks (copy 0: +, copy 1: -), NaN for the
+        blocks whose upper bound was small enough to skip.
     """
 
     dual_bound: float
     dual_ratio: float
     scale: float
     n_refined: int
+    block_norms: np.ndarray
 
 
-def max_block_dual_norm(problem, v) -> tuple[float, int]:
-    """``max_t max(sigma_t(A_t^T v), sigma_t(-A_t^T v))`` and the number of exact solves."""
+def block_upper_bounds(problem, v, multipliers=None) -> np.ndarray:
+    """Upper bounds (2, P) on ``sigma_t(+-A_t^T v)`` without any inner solve.
+
+    ``max_j ||(A_t^T v)_j||`` (the value at mu = 0), and, when cone ``multipliers``
+    (n, 2, P, R) >= 0 are given (for instance a solver's duals),
+    ``max_j ||(A_t^T v + G_t^T mu)_j||`` where that is smaller.
+    """
+    Z = problem.adjoint(v)  # (2, P, m1, d): (A_t^T v, -A_t^T v)
+    bound = np.max(np.linalg.norm(Z, axis=3), axis=2)
+    if multipliers is not None:
+        shifted = Z + problem.cone_adjoint(np.maximum(multipliers, 0.0))
+        bound = np.minimum(bound, np.max(np.linalg.norm(shifted, axis=3), axis=2))
+    return bound
+
+
+def max_block_dual_norm(problem, v, multipliers=None) -> tuple[float, np.ndarray]:
+    """``max_t max(sigma_t(A_t^T v), sigma_t(-A_t^T v))`` and the refined norms (2, P).
+
+    Blocks are refined (solved exactly) in decreasing order of their upper bound
+    (:func:`block_upper_bounds`) until no remaining bound exceeds the largest refined value.
+    """
     Z = problem.adjoint(v)[0]  # (P, m1, d): A_t^T v
-    cheap = np.max(np.linalg.norm(Z, axis=2), axis=1)
-    best, n_refined = 0.0, 0
-    for t in np.argsort(-cheap, kind="stable"):
-        if cheap[t] <= best:
+    upper = np.max(block_upper_bounds(problem, v, multipliers), axis=0)
+    exact = np.full((2, problem.n_blocks), np.nan)
+    best = 0.0
+    for t in np.argsort(-upper, kind="stable"):
+        if upper[t] <= best:
             break
         E = problem.polar_generators(t)
-        best = max(best, block_dual_norm(E, Z[t]), block_dual_norm(E, -Z[t]))
-        n_refined += 1
-    return best, n_refined
+        exact[:, t] = block_dual_norm(E, Z[t]), block_dual_norm(E, -Z[t])
+        best = max(best, *exact[:, t])
+    return best, exact
 
 
-def certify(problem, yhat) -> Certificate:
-    """Certified lower bound from a prediction ``yhat`` of shape (n_samples,)."""
+def certify(problem, yhat, multipliers=None) -> Certificate:
+    """Certified lower bound from a prediction ``yhat`` of shape (n_samples,).
+
+    ``multipliers`` (n, 2, P, R), optional: cone multipliers (for instance a solver's
+    duals) that tighten the per-block bounds and so spare exact solves; any values are
+    valid (negative ones are clipped), only the speed depends on them.
+    """
     y, beta = problem.y, problem.beta
     yhat = np.asarray(yhat, dtype=np.float64)
     if yhat.shape != y.shape:
@@ -68,12 +97,22 @@ def certify(problem, yhat) -> Certificate:
             f"{yhat.shape}. Use problem.forward(U) for the prediction of a point U."
         )
     v = y - yhat
-    gamma, n_refined = max_block_dual_norm(problem, v)
+    gamma, exact = max_block_dual_norm(problem, v, multipliers)
+    n_refined = int(np.count_nonzero(~np.isnan(exact[0])))
+    bound, scale = scaled_dual_bound(v, y, beta, gamma)
+    return Certificate(bound, gamma / beta, scale, n_refined, exact)
+
+
+def scaled_dual_bound(v, y, beta, gamma) -> tuple[float, float]:
+    """``max_{0 <= c <= beta / gamma} d(c v)`` and its maximiser c.
+
+    ``gamma`` must bound ``max_t sigma_t(+-A_t^T v)`` from above; then c v is dual
+    feasible and ``d(c v) = c v^T y - 0.5 c^2 ||v||^2`` a lower bound on the optimum.
+    """
     vy, vv = float(v @ y), float(v @ v)
     if vv == 0.0 or vy <= 0.0:
-        return Certificate(dual_bound=0.0, dual_ratio=gamma / beta, scale=0.0, n_refined=n_refined)
+        return 0.0, 0.0
     scale = vy / vv  # unconstrained maximiser of d(c v) over c
     if gamma > 0:
         scale = min(scale, beta / gamma)
-    bound = scale * vy - 0.5 * scale**2 * vv
-    return Certificate(dual_bound=bound, dual_ratio=gamma / beta, scale=scale, n_refined=n_refined)
+    return scale * vy - 0.5 * scale**2 * vv, scale

@@ -11,7 +11,9 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 import admmrelu as ar  # noqa: E402
 
-settings.register_profile("default", deadline=None, max_examples=40)
+# derandomize: every run (CI included) draws the same examples, so a red run can be
+# reproduced; widen the search locally with --hypothesis-seed or a larger max_examples.
+settings.register_profile("default", deadline=None, max_examples=40, derandomize=True)
 settings.load_profile("default")
 
 
