@@ -5,6 +5,7 @@ program with :class:`ConvexReLUProblem`, solve it with ``prob.solve(...)``, and 
 network of Proposition 1 with ``res.network()``.
 """
 
+from .admm import ADMMSolver, solve_path
 from .arrangements import Arrangements, sample_arrangements
 from .certificate import Certificate, certify
 from .enumeration import enumerate_arrangements, estimate_n_blocks
@@ -12,10 +13,13 @@ from .exceptions import ConvergenceWarning, SolverError, TooManyArrangementsErro
 from .network import ThreeLayerReLUNetwork, TwoLayerReLUNetwork, recover_network
 from .problem import ConvexReLUProblem
 from .results import History, SolveResult
+from .settings import ADMMSettings
 from .status import Status
 
 __version__ = "0.1.0"
 __all__ = [
+    "ADMMSettings",
+    "ADMMSolver",
     "Arrangements",
     "Certificate",
     "ConvergenceWarning",
@@ -32,4 +36,5 @@ __all__ = [
     "estimate_n_blocks",
     "recover_network",
     "sample_arrangements",
+    "solve_path",
 ]

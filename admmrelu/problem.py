@@ -196,6 +196,9 @@ class ConvexReLUProblem:
         Parameters
         ----------
         solver : {"admm", "cvxpy"}, default="admm"
+            ``"admm"``: admmrelu's solver; ``device`` ("cpu" or "auto") and the options of
+            :class:`~admmrelu.settings.ADMMSettings` (eps_abs, eps_rel, max_iter,
+            time_limit, rho, alpha, adaptive_rho, polish, verbose, warm_start, ...).
             ``"cvxpy"`` solves the model of :meth:`to_cvxpy` with ``cvxpy_solver``
             (``"CLARABEL"``, ``"ECOS"`` or ``"SCS"``); see
             :func:`admmrelu.reference.solve_cvxpy` for its options.
@@ -205,10 +208,9 @@ class ConvexReLUProblem:
 
             return solve_cvxpy(self, **options)
         if solver == "admm":
-            raise NotImplementedError(
-                "the ADMM solver is not available yet in this version of admmrelu; "
-                "use prob.solve(solver='cvxpy', cvxpy_solver='CLARABEL') meanwhile"
-            )
+            from .admm import solve_admm
+
+            return solve_admm(self, **options)
         raise ValueError(f"solver must be 'admm' or 'cvxpy'; got {solver!r}")
 
     def __repr__(self) -> str:

@@ -61,6 +61,8 @@ class SolveResult:
         The backend's own status string.
     history : History
         Per-check trace (empty for cvxpy).
+    admm_state : ADMMState or None
+        The ADMM's final iterate and rho, for ``warm_start`` (None for cvxpy).
     """
 
     status: Status
@@ -81,6 +83,7 @@ class SolveResult:
     solver: str
     solver_status: str
     history: History = field(default_factory=History)
+    admm_state: object = field(default=None, repr=False)
 
     @property
     def relative_gap(self) -> float:

@@ -212,7 +212,9 @@ def test_max_block_dual_norm_matches_cvxpy():
     v = rng.standard_normal(prob.n_samples)
     gamma, exact = max_block_dual_norm(prob, v)
     Z = prob.adjoint(v)[0]
-    refs = np.array([[cvxpy_sigma(prob, t, s * Z[t]) for t in range(prob.n_blocks)] for s in (1, -1)])
+    refs = np.array(
+        [[cvxpy_sigma(prob, t, s * Z[t]) for t in range(prob.n_blocks)] for s in (1, -1)]
+    )
     scale = np.linalg.norm(Z, axis=2).max()
     assert refs.max() - 1e-8 * scale <= gamma <= refs.max() + 1e-6 * scale
     refined = ~np.isnan(exact)

@@ -1,0 +1,576 @@
+r"""The ADMM solver of the convex program (13).
+
+The solver works on the scaled program of :mod:`admmrelu.scaling` (unit-size data,
+unit-norm cone rows ``G^``) and splits it as
+
+    minimise  f(x) + g_z(z) + g_s(s)   subject to   x = z,   G^ x = s,
+
+* depth 2: ``f(x) = 0.5 ||F~ x - y~||^2``, ``g_z = beta~ ||.||_{2,1}`` (d-groups),
+  ``g_s = indicator(s >= 0)``;
+* depth 3: ``f = 0`` and the loss moves onto the second-layer slacks, ``g_s(s) =
+  indicator(s >= 0) + 0.5 ||sum_t h D2_t (s_t - s'_t) - y~||^2`` (the prediction of a
+  feasible point is a linear function of its second-layer rows, see :mod:`admmrelu.prox`).
+
+With one penalty rho on both consensus constraints, over-relaxation alpha and scaled
+duals ``u = (u_z, u_s)``, one iteration is the Douglas-Rachford map ``w <- T(w)`` of the
+point ``w = (z + u_z, s + u_s)``::
+
+    z = prox_{g_z / rho}(w_z),   s = prox_{g_s / rho}(w_s),   u = w - (z, s)
+    x = argmin f(x) + rho/2 ||x - z + u_z||^2 + rho/2 ||G^ x - s + u_s||^2   (linsys)
+    T(w) = alpha (x, G^ x) + (1 - alpha) (z, s) + u
+
+``T`` is firmly non-expansive for alpha < 2, so it is safe to accelerate with Anderson
+(:mod:`admmrelu.anderson`).  Every ``check_every`` iterations the solver measures
+
+* the primal residual ``r_p = ||(x - z, G^ x - s)||_inf``,
+* the dual residual ``r_d = rho ||(x - z) + G^T (G^ x - s)||_inf``, which equals the
+  gradient of the Lagrangian at ``(x, rho u)``, and their tolerances
+  ``eps_abs + eps_rel * (size of their terms)`` (OSQP's rule),
+
+adapts rho by residual balancing (by iteration count only, so runs are reproducible), and
+tracks the set of non-zero blocks of z.  When the residuals are met, or the active set has
+been stable for a while, it *finishes*: polish on the active blocks
+(:mod:`admmrelu.polish`; otherwise project z onto the cones), add any block the
+certificate shows to be violated (column generation), and certify the feasible point
+(:mod:`admmrelu.certificate`).  The status is ``optimal`` only when that certified gap is
+within ``eps_abs + eps_rel * objective`` and the point is cone-feasible to ``eps_feas``.
+"""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .anderson import AndersonAccelerator
+from .certificate import block_upper_bounds, certify, scaled_dual_bound
+from .kernels import get_backend
+from .linsys import BlockDiagonalSystem, KroneckerWoodburySystem
+from .polish import polish
+from .prox import block_soft_threshold, loss_coupled_projection
+from .results import History, SolveResult
+from .scaling import ScaledProblem
+from .settings import ADMMSettings
+from .solver_log import SolverLog
+from .status import Status
+
+#: Residual balancing changes rho only by a factor outside [1 / _RHO_BAND, _RHO_BAND].
+_RHO_BAND = 5.0
+#: rho stays within these bounds (of the scaled problem).
+_RHO_MIN, _RHO_MAX = 1e-6, 1e6
+#: Blocks within this fraction of the soft-threshold count as working (polished) blocks.
+_NEAR_MARGIN = 0.05
+#: The polish starts from the blocks of z above this fraction of its largest block norm
+#: (the certificate adds any block that was missed).
+_POLISH_FRACTION = 1e-2
+#: A finish is tried once the working set has not changed for this many iterations ...
+_STABLE_ITERATIONS = 50
+#: ... and the residuals are within this factor of their tolerances.
+_LOOSE_FACTOR = 1e4
+#: Iterations to wait after a failed finish before the next (doubled after each failure).
+_FIRST_WAIT = 50
+#: Rounds of adding the blocks that the certificate finds violated.
+_COLUMN_ROUNDS = 3
+#: Fraction of the gap tolerance that the certificate may spend on unrefined blocks.
+_CERTIFICATE_SHARE = 0.1
+#: Limits of the run: the final status relaxes the tolerances by this factor.
+_INACCURATE_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class ADMMState:
+    """What a warm start needs from an earlier ADMM solve (scaled problem).
+
+    Attributes
+    ----------
+    w : ndarray
+        The Douglas-Rachford point ``(z + u_z, s + u_s)``, flattened.
+    rho : float
+        The final penalty.
+    beta : float
+        The scaled beta it was computed for.
+    """
+
+    w: np.ndarray
+    rho: float
+    beta: float
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A cone-feasible point of the original problem and its certificate."""
+
+    weights: np.ndarray
+    objective: float
+    dual_bound: float
+    dual_ratio: float
+    max_violation: float
+    relative_violation: float
+    block_norms: np.ndarray  # exact sigma_t(+-A_t^T v) (2, P) where refined, NaN elsewhere
+
+    @property
+    def gap(self) -> float:
+        return self.objective - self.dual_bound
+
+
+class ADMMSolver:
+    """ADMM for one problem's data and blocks; solve it for any beta.
+
+    The setup (scaling, the x-update factorizations) depends on X and the blocks only,
+    so :meth:`solve` can be called for many betas (:func:`solve_path`) and reuses it.
+
+    Parameters
+    ----------
+    problem : ConvexReLUProblem
+    device : {"cpu", "auto"}, default="cpu"
+    """
+
+    def __init__(self, problem, device: str = "cpu"):
+        start = time.perf_counter()
+        self.backend = get_backend(device)
+        self.problem = problem
+        self.scaled = ScaledProblem.from_problem(problem)
+        arr = problem.arrangements
+        if problem.depth == 2:
+            self.system = KroneckerWoodburySystem(
+                self.scaled.problem.X, self.scaled.X_cone, arr.masks1, arr.signs
+            )
+        else:
+            self.system = BlockDiagonalSystem(self.scaled.X_cone, arr.masks1, arr.signs)
+        self.setup_time = time.perf_counter() - start
+        self._setup_pending = True  # the first solve reports the setup time
+
+    def solve(self, beta: float | None = None, **options) -> SolveResult:
+        """Solve at ``beta`` (default: the problem's) with the options of
+        :class:`~admmrelu.settings.ADMMSettings`."""
+        settings = ADMMSettings.from_options(options)
+        problem = self.problem if beta is None else self.problem.with_beta(beta)
+        scaled = self.scaled.with_beta(problem.beta)
+        setup_time = self.setup_time if self._setup_pending else 0.0
+        self._setup_pending = False
+        run = _Run(self, problem, scaled, settings)
+        return run.execute(setup_time)
+
+
+def solve_admm(problem, device: str = "cpu", **options) -> SolveResult:
+    """``problem.solve(solver="admm", ...)``: set up and solve once."""
+    return ADMMSolver(problem, device).solve(**options)
+
+
+def solve_path(problem, betas, device: str = "cpu", **options) -> list[SolveResult]:
+    """Solve ``problem`` for each beta in ``betas``, each warm-started from the previous.
+
+    One setup (scaling, factorizations) serves the whole path, and each solve starts
+    from the previous solution and rho.  Betas are solved in the order given; a
+    decreasing sequence (from near ``problem.beta_max`` down) keeps the early solves
+    sparse and cheap.  Options are those of ``problem.solve(solver="admm", ...)``
+    except ``warm_start``.
+
+    Returns
+    -------
+    list of SolveResult, one per beta, in the order of ``betas``.
+    """
+    if "warm_start" in options:
+        raise TypeError("solve_path chains warm starts itself; drop the warm_start option")
+    betas = list(np.atleast_1d(np.asarray(betas, dtype=np.float64)))
+    if not betas:
+        raise ValueError("betas must hold at least one value")
+    solver = ADMMSolver(problem, device)
+    results, previous = [], None
+    for beta in betas:
+        previous = solver.solve(beta, warm_start=previous, **options)
+        results.append(previous)
+    return results
+
+
+class _Splitting:
+    """The scaled program at one beta, split as f(x) + g_z(z) + g_s(s) (module doc)."""
+
+    def __init__(self, solver: ADMMSolver, scaled: ScaledProblem):
+        problem = scaled.problem
+        arr = problem.arrangements
+        self.backend = solver.backend
+        self.system = solver.system
+        self.scaled = scaled
+        self.beta = problem.beta
+        self.var_shape = problem.var_shape
+        self.cone_shape = problem.cone_shape
+        self.size_z = int(np.prod(self.var_shape))
+        self.cone_operands = (scaled.X_cone, arr.masks1, arr.signs, arr.masks2)
+        self.depth = problem.depth
+        self.y = problem.y
+        if self.depth == 2:
+            self.loss_gradient_at_zero = problem.adjoint(problem.y)  # F~^T y~
+            self.loss_coef = None
+        else:
+            self.loss_gradient_at_zero = None
+            coef = scaled.row_norms[:, None] * arr.masks2  # (n, P): h_i [D2_t(i) = 1]
+            self.loss_coef = np.hstack([coef, -coef])  # copy-major, as (n, 2, P) reshapes
+            self.theta = -problem.y  # residuals of the loss-coupled prox, warm-started
+
+    # ------------------------------------------------------------- views of w
+    def split(self, w):
+        """The z part (2, P, m1, d) and s part (n, 2, P, R) of a flat point."""
+        return w[: self.size_z].reshape(self.var_shape), w[self.size_z :].reshape(self.cone_shape)
+
+    def cone(self, x):
+        return self.backend.cone(*self.cone_operands, x)
+
+    def cone_adjoint(self, L):
+        return self.backend.cone_adjoint(*self.cone_operands, L)
+
+    # ------------------------------------------------------------------ proxes
+    def prox_s(self, w_s, rho):
+        """prox of g_s / rho: clipping, and the loss-coupled rows at depth 3."""
+        s = np.maximum(w_s, 0.0)
+        if self.depth == 3:
+            n, _, P, R = self.cone_shape
+            a = w_s[..., R - 1].reshape(n, 2 * P)
+            q, self.theta = loss_coupled_projection(a, self.loss_coef, self.y, rho, self.theta)
+            s[..., R - 1] = q.reshape(n, 2, P)
+        return s
+
+    # ------------------------------------------------------------------- step
+    def step(self, w, rho, alpha):
+        """One ADMM iteration ``T(w)``; returns the pieces the checks need."""
+        w_z, w_s = self.split(w)
+        z = block_soft_threshold(w_z, self.beta / rho)
+        s = self.prox_s(w_s, rho)
+        u_z, u_s = w_z - z, w_s - s
+        rhs = rho * ((z - u_z) + self.cone_adjoint(s - u_s))
+        if self.loss_gradient_at_zero is not None:
+            rhs += self.loss_gradient_at_zero
+        x = self.system.solve(rhs, rho)
+        Gx = self.cone(x)
+        Tw = np.concatenate(
+            [
+                (alpha * x + (1.0 - alpha) * z + u_z).ravel(),
+                (alpha * Gx + (1.0 - alpha) * s + u_s).ravel(),
+            ]
+        )
+        return _Step(z=z, s=s, u_z=u_z, u_s=u_s, x=x, Gx=Gx, Tw=Tw)
+
+    def working_set(self, step, rho):
+        """(2, P) bool: the blocks that are non-zero in z or nearly so.
+
+        ``w_z = z + u_z`` is the point before the soft-threshold: a group is non-zero in
+        z when its norm exceeds beta / rho, and is counted here above ``(1 - margin)``
+        times that.  In degenerate problems (many blocks represent nearly one neuron) the
+        non-zero set of z keeps changing while this superset settles early.
+        """
+        w_z = step.z + step.u_z
+        threshold = (1.0 - _NEAR_MARGIN) * self.beta / rho
+        return np.max(np.linalg.norm(w_z, axis=3), axis=2) > threshold
+
+    def rescale_duals(self, step, factor):
+        """The point w after the scaled duals are multiplied by ``factor`` (new rho)."""
+        return np.concatenate(
+            [(step.z + factor * step.u_z).ravel(), (step.s + factor * step.u_s).ravel()]
+        )
+
+    def initial_point(self, warm_start, problem, settings):
+        """(w, rho) from a warm start, or the origin and the default rho."""
+        default_rho = settings.rho or (1.0 if self.depth == 2 else 0.1)
+        zeros = np.zeros(self.size_z + int(np.prod(self.cone_shape)))
+        if warm_start is None:
+            return zeros, default_rho
+        _check_warm_start(warm_start, problem)
+        state = warm_start.admm_state
+        if state is not None and state.w.shape == zeros.shape:
+            # the duals of the z-part scale with beta (u_z lies in beta/rho times a unit ball)
+            w_z, w_s = self.split(state.w.copy())
+            z = block_soft_threshold(w_z, state.beta / state.rho)
+            w_z[...] = z + (w_z - z) * (self.beta / state.beta)
+            return np.concatenate([w_z.ravel(), w_s.ravel()]), settings.rho or state.rho
+        z = self.scaled.from_original(warm_start.weights)
+        return np.concatenate([z.ravel(), self.cone(z).ravel()]), default_rho
+
+
+@dataclass(frozen=True)
+class _Step:
+    z: np.ndarray
+    s: np.ndarray
+    u_z: np.ndarray
+    u_s: np.ndarray
+    x: np.ndarray
+    Gx: np.ndarray
+    Tw: np.ndarray
+
+
+def _check_warm_start(warm_start, problem):
+    if not isinstance(warm_start, SolveResult):
+        raise TypeError(
+            "warm_start must be a SolveResult of an earlier solve of this problem (any "
+            f"solver, any beta); got {type(warm_start).__name__}"
+        )
+    if warm_start.weights.shape != problem.var_shape:
+        raise ValueError(
+            f"warm_start has weights of shape {warm_start.weights.shape} but this problem's "
+            f"variable has shape {problem.var_shape}; warm-start only from a solve on the "
+            "same data and blocks"
+        )
+
+
+class _Run:
+    """One solve: the iteration loop, its checks, finishes and the final result."""
+
+    def __init__(self, solver, problem, scaled, settings):
+        self.solver = solver
+        self.problem = problem
+        self.scaled = scaled
+        self.settings = settings
+        self.split = _Splitting(solver, scaled)
+        self.log = SolverLog(settings.verbose)
+        self.history = {k: [] for k in History.__dataclass_fields__}
+        self.best: _Candidate | None = None
+        self.polish_time = 0.0
+        self.certificate_time = 0.0
+
+    # ---------------------------------------------------------------- driver
+    def execute(self, setup_time: float) -> SolveResult:
+        s = self.settings
+        start = time.perf_counter()
+        deadline = None if s.time_limit is None else start - setup_time + s.time_limit
+        w, rho = self.split.initial_point(s.warm_start, self.problem, s)
+        self.log.header(self.problem, s, rho)
+        accel = AndersonAccelerator(s.anderson_memory)
+        status, step, iteration = None, None, 0
+        active, active_since, next_finish, wait = None, 0, 0, _FIRST_WAIT
+        try:
+            while status is None:
+                if iteration >= s.max_iter:
+                    status = Status.MAX_ITER_REACHED
+                    break
+                if deadline is not None and time.perf_counter() >= deadline:
+                    status = Status.TIME_LIMIT_REACHED
+                    break
+                step = self.split.step(w, rho, s.alpha)
+                iteration += 1
+                if not np.all(np.isfinite(step.Tw)):
+                    status = Status.NUMERICAL_ERROR
+                    break
+                if iteration % s.check_every == 0:
+                    check = self._check(step, rho, iteration, start)
+                    now_active = self.split.working_set(step, rho)
+                    if active is None or np.any(now_active != active):
+                        active, active_since = now_active, iteration
+                    stable = iteration - active_since >= _STABLE_ITERATIONS
+                    loose = check.within(_LOOSE_FACTOR)
+                    if iteration >= next_finish and (
+                        check.within(1.0) or (s.polish and stable and loose)
+                    ):
+                        if self._finish(step, rho, tolerance_factor=1.0):
+                            status = Status.OPTIMAL
+                            break
+                        next_finish, wait = iteration + wait, 2 * wait
+                    if s.adaptive_rho and iteration % s.adaptive_rho_interval == 0:
+                        new_rho = check.balanced_rho(rho)
+                        if new_rho != rho:
+                            w = self.split.rescale_duals(step, rho / new_rho)
+                            rho = new_rho
+                            accel.reset()
+                            continue
+                w = accel.step(w, step.Tw)
+        except KeyboardInterrupt:
+            status = Status.INTERRUPTED
+        solve_end = time.perf_counter()
+        if status not in (Status.OPTIMAL, Status.NUMERICAL_ERROR) and step is not None:
+            status = self._grade_after_limit(status, step, rho)
+        if self.best is None:  # no usable iterate (max_iter=0, a numerical error at once)
+            self._consider(self._candidate(np.zeros(self.problem.var_shape), None))
+        state = ADMMState(w=w, rho=rho, beta=self.split.beta)
+        return self._result(status, iteration, setup_time, solve_end - start, state, rho)
+
+    def _grade_after_limit(self, status, step, rho):
+        """After a limit or an interrupt: the best feasible point so far, graded with
+        tolerances relaxed by ``_INACCURATE_FACTOR`` (``optimal_inaccurate`` if met).
+        An interrupt skips the polish and keeps its status."""
+        interrupted = status == Status.INTERRUPTED
+        try:
+            met = self._finish(step, rho, _INACCURATE_FACTOR, use_polish=not interrupted)
+        except KeyboardInterrupt:
+            return Status.INTERRUPTED
+        if interrupted:
+            return status
+        return Status.OPTIMAL_INACCURATE if met else status
+
+    # ----------------------------------------------------------------- checks
+    def _check(self, step, rho, iteration, start):
+        split = self.split
+        r_prim = max(_inf_norm(step.x - step.z), _inf_norm(step.Gx - step.s))
+        r_dual = rho * _inf_norm((step.x - step.z) + split.cone_adjoint(step.Gx - step.s))
+        prim_scale = max(
+            _inf_norm(step.x), _inf_norm(step.z), _inf_norm(step.Gx), _inf_norm(step.s)
+        )
+        dual_terms = [rho * _inf_norm(step.u_z), rho * _inf_norm(split.cone_adjoint(step.u_s))]
+        if split.loss_gradient_at_zero is not None:
+            dual_terms.append(_inf_norm(split.loss_gradient_at_zero))
+        dual_scale = max(dual_terms)
+        check = _Check(r_prim, r_dual, prim_scale, dual_scale, self.settings)
+        objective, bound = self._estimate(step, rho)
+        elapsed = time.perf_counter() - start
+        for key, value in (
+            ("iteration", iteration),
+            ("objective", objective),
+            ("dual_bound", bound),
+            ("r_prim", r_prim),
+            ("r_dual", r_dual),
+            ("rho", rho),
+            ("time", elapsed),
+        ):
+            self.history[key].append(value)
+        self.log.row(iteration, objective, r_prim, r_dual, objective - bound, rho, elapsed)
+        return check
+
+    def _estimate(self, step, rho):
+        """Objective at z (which may violate the cones slightly) and a cheap dual bound,
+        both in the original scale: the verbose table's and the history's values."""
+        scaled = self.scaled.problem
+        v = scaled.y - scaled.forward(step.z)
+        objective = 0.5 * float(v @ v) + scaled.beta * scaled.regularizer(step.z)
+        mu = self._admm_multipliers(step, rho) / self.scaled.row_norms[:, None, None, None]
+        gamma = float(np.max(block_upper_bounds(scaled, v, mu)))
+        bound, _ = scaled_dual_bound(v, scaled.y, scaled.beta, gamma)
+        factor = self.scaled.objective_scale
+        return factor * objective, factor * bound
+
+    @staticmethod
+    def _admm_multipliers(step, rho):
+        """Cone multipliers of the scaled rows from the ADMM duals: ``max(0, -rho u_s)``."""
+        return np.maximum(-rho * step.u_s, 0.0)
+
+    # ----------------------------------------------------------------- finish
+    def _finish(self, step, rho, tolerance_factor, use_polish=True) -> bool:
+        """Polish (or project), certify, keep the best point; True when it meets the
+        tolerances multiplied by ``tolerance_factor``."""
+        admm_mu = self._admm_multipliers(step, rho)
+        norms = np.linalg.norm(step.z, axis=3).sum(axis=2)
+        working = norms > _POLISH_FRACTION * norms.max()
+        candidate = None
+        if use_polish and self.settings.polish and working.any():
+            for _ in range(_COLUMN_ROUNDS):
+                start = time.perf_counter()
+                result = polish(self.scaled, working, step.z + step.u_z)
+                self.polish_time += time.perf_counter() - start
+                if result is None:
+                    self.log.message(f"polish on {working.sum()} blocks failed")
+                    break
+                mu = np.where(working[None, :, :, None], result.multipliers, admm_mu)
+                candidate = self._candidate(self.scaled.to_original(result.weights), mu)
+                violated = self._violated_blocks(candidate) & ~working
+                self.log.message(
+                    f"polish on {working.sum()} blocks, {result.n_rows} rows: objective "
+                    f"{candidate.objective:.10g}, gap {candidate.gap:.3e}"
+                    + (f", adding {violated.sum()} blocks" if violated.any() else "")
+                )
+                if not violated.any():
+                    break
+                working |= violated
+        if candidate is None:
+            U = self.problem.project(self.scaled.to_original(step.z))
+            candidate = self._candidate(U, admm_mu)
+        self._consider(candidate)
+        return self._meets(candidate, tolerance_factor)
+
+    def _candidate(self, U, scaled_mu) -> _Candidate:
+        """Objective and certificate of the original-problem point U (made feasible)."""
+        start = time.perf_counter()
+        problem = self.problem
+        U = problem.project(U)
+        mu = None
+        if scaled_mu is not None:  # scaled row multipliers -> original rows: b mu^ / h
+            h = self.scaled.row_norms[:, None, None, None]
+            mu = scaled_mu * (self.scaled.y_scale / h)
+        prediction = problem.forward(U)
+        objective = problem.objective(U)
+        target = 1.0 + _CERTIFICATE_SHARE * self.settings.eps_rel
+        cert = certify(problem, prediction, multipliers=mu, target_ratio=target)
+        self.certificate_time += time.perf_counter() - start
+        return _Candidate(
+            weights=U,
+            objective=objective,
+            dual_bound=cert.dual_bound,
+            dual_ratio=cert.dual_ratio,
+            max_violation=problem.constraint_violation(U),
+            relative_violation=problem.constraint_violation(U, relative=True),
+            block_norms=cert.block_norms,
+        )
+
+    def _violated_blocks(self, candidate):
+        """(2, P): blocks whose exact dual norm exceeds beta beyond the certificate's slack
+        (adding them to the polish can lower the objective)."""
+        target = self.problem.beta * (1.0 + _CERTIFICATE_SHARE * self.settings.eps_rel)
+        return np.nan_to_num(candidate.block_norms, nan=0.0) > target
+
+    def _meets(self, candidate, factor) -> bool:
+        s = self.settings
+        tolerance = factor * (
+            s.eps_abs * self.scaled.objective_scale + s.eps_rel * abs(candidate.objective)
+        )
+        return candidate.gap <= tolerance and candidate.relative_violation <= s.eps_feas
+
+    def _consider(self, candidate):
+        if self.best is None or candidate.objective < self.best.objective:
+            self.best = candidate
+
+    # ----------------------------------------------------------------- result
+    def _result(self, status, iterations, setup_time, solve_time, state, rho) -> SolveResult:
+        best = self.best
+        history = History(**{k: np.asarray(v) for k, v in self.history.items()})
+        solve_time = max(solve_time - self.polish_time - self.certificate_time, 0.0)
+        result = SolveResult(
+            status=status,
+            objective=best.objective,
+            dual_bound=best.dual_bound,
+            gap=best.gap,
+            weights=best.weights,
+            signs=self.problem.arrangements.signs,
+            depth=self.problem.depth,
+            arrangements_exact=self.problem.arrangements.exact,
+            max_violation=best.max_violation,
+            dual_ratio=best.dual_ratio,
+            iterations=iterations,
+            setup_time=setup_time,
+            solve_time=solve_time,
+            polish_time=self.polish_time,
+            certificate_time=self.certificate_time,
+            solver="admm",
+            solver_status=str(status),
+            history=history,
+            admm_state=state,
+        )
+        self.log.footer(result, rho)
+        return result
+
+
+@dataclass(frozen=True)
+class _Check:
+    """Residuals of one check and their tolerances (OSQP's mixed rule)."""
+
+    r_prim: float
+    r_dual: float
+    prim_scale: float
+    dual_scale: float
+    settings: ADMMSettings
+
+    def within(self, factor: float) -> bool:
+        s = self.settings
+        return self.r_prim <= factor * (s.eps_abs + s.eps_rel * self.prim_scale) and (
+            self.r_dual <= factor * (s.eps_abs + s.eps_rel * self.dual_scale)
+        )
+
+    def balanced_rho(self, rho: float) -> float:
+        """Residual balancing: ``rho sqrt((r_p / prim_scale) / (r_d / dual_scale))`` when
+        that moves rho by more than a factor ``_RHO_BAND``; else rho unchanged."""
+        tiny = np.finfo(float).tiny
+        prim = self.r_prim / max(self.prim_scale, tiny)
+        dual = self.r_dual / max(self.dual_scale, tiny)
+        if prim <= 0 or dual <= 0:
+            return rho
+        factor = float(np.sqrt(prim / dual))
+        if 1.0 / _RHO_BAND <= factor <= _RHO_BAND:
+            return rho
+        return float(np.clip(rho * factor, _RHO_MIN, _RHO_MAX))
+
+
+def _inf_norm(a) -> float:
+    return float(np.max(np.abs(a))) if a.size else 0.0

@@ -1,0 +1,107 @@
+"""The ADMM x-update: exact solves with the splitting's system matrix, factor caches.
+
+Both systems are written for the scaled problem (:mod:`admmrelu.scaling`): ``X~`` enters
+the loss, ``X^ = X~ / h`` (unit rows) the cone rows ``G^``, and one penalty ``rho``
+weighs both consensus constraints ``x = z`` and ``G^ x = s``.
+
+Depth 2 (the loss stays in the x-update; design.md §3)::
+
+    M = F^T F + rho (I + G^^T G^) = F^T F + I (x) K,     K = rho (I + X^^T X^)   (d x d)
+
+because ``(2D - I)^2 = I`` makes ``G^_t^T G^_t = X^^T X^`` for every block.  With
+``F = [F0, -F0]`` and ``F0 u = sum_t D_t X~ u_t``, Woodbury gives::
+
+    M^-1 r = K^-1 r - K^-1 F^T C^-1 F K^-1 r,
+    C = I_n + F (I (x) K^-1) F^T = I_n + (2 / rho) (X~ K1^-1 X~^T) o (Mask Mask^T),
+
+with ``K1 = I + X^^T X^`` and ``Mask`` the n x P 0/1 matrix of the D_t.  The Hadamard
+product ``S0 = (X~ K1^-1 X~^T) o (Mask Mask^T)`` does not depend on rho, so a new rho costs
+one n x n Cholesky; a solve costs two GEMMs with X~ and two n x n triangular solves.
+
+Depth 3 (the loss moves to the s-update, see :mod:`admmrelu.prox`): the x-update has no
+loss term and decouples over blocks and copies::
+
+    M_t = rho (I + I_m1 (x) X^^T X^ + B^_t^T B^_t),     B^_t = [s_j D1_j X^]_j  (n x m1 d)
+
+so ``M_t^-1 = N_t^-1 / rho`` with ``N_t`` (m1 d x m1 d) inverted once, whatever rho.
+"""
+
+import numpy as np
+from scipy import linalg
+
+from .kernels import get_backend
+
+#: Factorizations kept per system (rho values revisited by warm starts and paths).
+_CACHE_SIZE = 4
+
+
+class KroneckerWoodburySystem:
+    """Depth-2 system ``(F^T F + rho (I + G^^T G^)) x = r`` via Woodbury (see module doc).
+
+    Parameters
+    ----------
+    X_loss : ndarray (n, d)
+        ``X~``, the data in the loss.
+    X_cone : ndarray (n, d)
+        ``X^``, the unit-row data of the cone rows.
+    masks1, signs : the problem's arrangements (depth 2: masks1 (n, P, 1)).
+    """
+
+    def __init__(self, X_loss, X_cone, masks1, signs):
+        self._backend = get_backend("cpu")
+        self._operands = (X_loss, masks1, signs, None)
+        d = X_loss.shape[1]
+        self._K1_inv = np.linalg.inv(np.eye(d) + X_cone.T @ X_cone)
+        mask = masks1[:, :, 0].astype(np.float64)
+        self._S0 = (X_loss @ self._K1_inv @ X_loss.T) * (mask @ mask.T)
+        self._factors: dict[float, tuple] = {}
+
+    def solve(self, rhs: np.ndarray, rho: float) -> np.ndarray:
+        """``M^-1 rhs`` for rhs of shape (2, P, 1, d)."""
+        factor = self._factor(rho)
+        K_inv = self._K1_inv / rho
+        p = rhs @ K_inv
+        e = self._backend.forward(*self._operands, p)
+        c = linalg.cho_solve(factor, e, check_finite=False)
+        return p - self._backend.adjoint(*self._operands, c) @ K_inv
+
+    def _factor(self, rho: float):
+        if rho not in self._factors:
+            if len(self._factors) >= _CACHE_SIZE:
+                self._factors.pop(next(iter(self._factors)))
+            C = self._S0 * (2.0 / rho)
+            C[np.diag_indices_from(C)] += 1.0
+            self._factors[rho] = linalg.cho_factor(C, lower=True, check_finite=False)
+        return self._factors[rho]
+
+
+class BlockDiagonalSystem:
+    """Depth-3 system ``rho (I + G^^T G^) x = r``, block by block (see module doc).
+
+    ``N_t = I + I (x) X^^T X^ + B^_t^T B^_t``; the (j, k) block of ``B^_t^T B^_t`` is
+    ``s_j s_k X^^T D1_j D1_k X^``, computed for all t at once as one GEMM per (j, k).
+    """
+
+    def __init__(self, X_cone, masks1, signs):
+        n, d = X_cone.shape
+        _, P, m1 = masks1.shape
+        outer = (X_cone[:, :, None] * X_cone[:, None, :]).reshape(n, d * d)
+        gram = X_cone.T @ X_cone
+        N = np.zeros((P, m1, d, m1, d))
+        for j in range(m1):
+            N[:, j, :, j, :] += np.eye(d) + gram
+            for k in range(j, m1):
+                both = (masks1[:, :, j] & masks1[:, :, k]).astype(np.float64)
+                block = (both.T @ outer).reshape(P, d, d) * (signs[:, j] * signs[:, k])[
+                    :, None, None
+                ]
+                N[:, j, :, k, :] += block
+                if k != j:
+                    N[:, k, :, j, :] += block.transpose(0, 2, 1)
+        self._N_inv = np.linalg.inv(N.reshape(P, m1 * d, m1 * d))
+        self._shape = (P, m1 * d)
+
+    def solve(self, rhs: np.ndarray, rho: float) -> np.ndarray:
+        """``M^-1 rhs`` for rhs of shape (2, P, m1, d)."""
+        flat = rhs.reshape(2, *self._shape, 1)
+        return (np.matmul(self._N_inv, flat) / rho).reshape(rhs.shape)

@@ -1,0 +1,174 @@
+"""Polish: solve the program exactly on a working set of blocks and cone rows.
+
+Once the ADMM has found which blocks are non-zero, the optimum over the full program is
+(very likely) the optimum of the *reduced* program on those blocks alone, and of those
+blocks only the cone rows near their boundary matter.  The reduced program
+
+    min_u  0.5 || F_W u - y ||^2 + beta sum_g ||u_g||
+    s.t.   G_r u >= 0          (kept rows r of the working blocks)
+
+has a few hundred variables.  It is degenerate (an active block sits on an extreme ray of
+its cone, with about d active rows), which defeats a plain Newton/active-set polish, so it
+is solved with Clarabel's interior point method on the dense ``F_W^T F_W``.  Rows that the
+polished point violates are added and the reduced program re-solved; blocks outside the
+working set are checked by the caller through the certificate (column generation).
+"""
+
+from dataclasses import dataclass
+
+import clarabel
+import numpy as np
+from scipy import sparse
+
+#: A row is kept from the start when its value is below this fraction of its block's norm.
+_KEEP_FRACTION = 5e-2
+#: A dropped row is added back when its value falls below this fraction of the block norm
+#: at the reduced solution (violated rows, and the rows close to violation with them, which
+#: saves rounds).
+_ADD_FRACTION = 1e-3
+#: Rounds of adding violated rows (a last small violation is removed by projection).
+_MAX_ROUNDS = 3
+#: Interior-point tolerances of the reduced solve.
+_IP_TOLERANCE = 1e-10
+
+
+@dataclass(frozen=True)
+class PolishResult:
+    """Reduced-program solution in the scaled variables.
+
+    Attributes
+    ----------
+    weights : ndarray (2, P, m1, d)
+        Zero outside the working blocks.
+    multipliers : ndarray (n, 2, P, R)
+        Clarabel's cone multipliers on the kept unit-norm rows (zero elsewhere).
+    n_rows : int
+        Cone rows in the last reduced solve.
+    """
+
+    weights: np.ndarray
+    multipliers: np.ndarray
+    n_rows: int
+
+
+def polish(scaled, blocks, directions) -> PolishResult | None:
+    """Solve the reduced program of ``scaled`` on the (2, P) bool mask ``blocks``.
+
+    ``directions`` (2, P, m1, d), non-zero on the working blocks (e.g. the ADMM's point
+    before the soft-threshold), chooses the rows kept at first: those whose value there
+    is below ``_KEEP_FRACTION`` of the block's norm.  Identically zero rows (depth 3,
+    samples where no first-layer neuron is on) are never kept.  Returns None when the
+    interior-point solve fails.
+    """
+    problem = scaled.problem
+    pairs = np.argwhere(blocks)  # (K, 2): (copy, block)
+    rows_all = _block_rows(scaled, pairs)  # (K, n R, m1 d)
+    width, d = problem.width, problem.n_features
+    nonzero = np.any(rows_all != 0, axis=2)
+    start = directions[pairs[:, 0], pairs[:, 1]]
+    keep = nonzero & (_relative_values(rows_all, start) <= _KEEP_FRACTION)
+    design = _design_matrix(scaled, pairs)
+    for _ in range(_MAX_ROUNDS):
+        solution = _solve_reduced(problem, design, rows_all, keep)
+        if solution is None:
+            return None
+        u, duals = solution
+        u_blocks = u.reshape(len(pairs), width, d)
+        add = nonzero & ~keep & (_relative_values(rows_all, u_blocks) <= _ADD_FRACTION)
+        if not add.any():
+            break
+        keep = keep | add
+    else:
+        keep = keep & ~add  # the rows of the last solve, which the duals belong to
+    weights = np.zeros(problem.var_shape)
+    weights[pairs[:, 0], pairs[:, 1]] = u_blocks
+    multipliers = np.zeros((len(pairs),) + keep.shape[1:])
+    multipliers[keep] = duals
+    n, R = problem.n_samples, problem.cone_shape[3]
+    full = np.zeros(problem.cone_shape)
+    full[:, pairs[:, 0], pairs[:, 1], :] = multipliers.reshape(len(pairs), R, n).transpose(2, 0, 1)
+    return PolishResult(weights, full, int(keep.sum()))
+
+
+def _relative_values(rows_all, blocks_u) -> np.ndarray:
+    """Row values ``G_r u / ||u||_{2,1}`` per working block: (K, n R); 0 for a zero block."""
+    K, _, width_d = rows_all.shape
+    values = (rows_all @ blocks_u.reshape(K, width_d, 1))[..., 0]
+    norms = np.linalg.norm(blocks_u, axis=2).sum(axis=1)
+    return values / np.maximum(norms, np.finfo(float).tiny)[:, None]
+
+
+def _block_rows(scaled, pairs) -> np.ndarray:
+    """Unit-norm cone rows of each working block, shape (K, R n, m1 d).
+
+    Row ``r n + i``: for r < m1 the first-layer row ``(2 D1_r(i) - 1) x^_i`` on neuron r;
+    at depth 3, r = m1 is the second-layer row ``(2 D2(i) - 1) s_j D1_j(i) x^_i`` on each j.
+    """
+    arr = scaled.problem.arrangements
+    X = scaled.X_cone
+    n, d = X.shape
+    m1 = arr.width
+    R = m1 + (arr.masks2 is not None)
+    rows = np.zeros((len(pairs), R, n, m1, d))
+    for k, t in enumerate(pairs[:, 1]):
+        for j in range(m1):
+            rows[k, j, :, j] = X * (2.0 * arr.masks1[:, t, j] - 1.0)[:, None]
+            if arr.masks2 is not None:
+                coef = (2.0 * arr.masks2[:, t] - 1.0) * arr.signs[t, j] * arr.masks1[:, t, j]
+                rows[k, m1, :, j] = X * coef[:, None]
+    return rows.reshape(len(pairs), R * n, m1 * d)
+
+
+def _design_matrix(scaled, pairs) -> np.ndarray:
+    """``F_W`` of shape (n, K m1 d): the prediction of the working blocks."""
+    arr = scaled.problem.arrangements
+    X = scaled.problem.X
+    copy_sign = np.where(pairs[:, 0] == 0, 1.0, -1.0)
+    coef = arr.masks1[:, pairs[:, 1], :] * arr.signs[pairs[:, 1]] * copy_sign[:, None]
+    if arr.masks2 is not None:
+        coef = coef * arr.masks2[:, pairs[:, 1], None]
+    return (coef[..., None] * X[:, None, None, :]).reshape(X.shape[0], -1)
+
+
+def _solve_reduced(problem, design, rows_all, keep):
+    """Clarabel on ``x = (u, tau)``: returns (u, multipliers of the kept rows) or None."""
+    n_pairs, _, width_d = rows_all.shape
+    n_u = n_pairs * width_d
+    n_groups = n_u // problem.n_features
+    d = problem.n_features
+    gram = design.T @ design
+    P = sparse.block_diag(
+        [sparse.triu(sparse.csc_matrix(gram)), sparse.csc_matrix((n_groups, n_groups))]
+    )
+    q = np.concatenate([-(design.T @ problem.y), np.full(n_groups, problem.beta)])
+    # kept cone rows:  -G_r u + s = 0, s >= 0
+    blocks = [sparse.csr_matrix(rows_all[k][keep[k]]) for k in range(n_pairs)]
+    G = sparse.hstack(
+        [
+            sparse.block_diag(blocks, format="csr"),
+            sparse.csr_matrix((sum(b.shape[0] for b in blocks), n_groups)),
+        ]
+    )
+    # one second-order cone (tau_g, u_g) per group:  -(tau_g, u_g) + s = 0
+    soc_rows = []
+    for g in range(n_groups):
+        cols = np.concatenate([[n_u + g], g * d + np.arange(d)])
+        soc_rows.append(
+            sparse.csr_matrix(
+                (-np.ones(d + 1), (np.arange(d + 1), cols)), shape=(d + 1, n_u + n_groups)
+            )
+        )
+    A = sparse.vstack([-G] + soc_rows, format="csc")
+    b = np.zeros(A.shape[0])
+    n_rows = G.shape[0]
+    cones = [clarabel.NonnegativeConeT(n_rows)] if n_rows else []
+    cones += [clarabel.SecondOrderConeT(d + 1)] * n_groups
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = _IP_TOLERANCE
+    settings.max_iter = 200
+    solution = clarabel.DefaultSolver(sparse.csc_matrix(P), q, A, b, cones, settings).solve()
+    if str(solution.status) not in ("Solved", "AlmostSolved"):
+        return None
+    x = np.asarray(solution.x)
+    return x[:n_u], np.asarray(solution.z)[:n_rows]

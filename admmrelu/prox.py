@@ -1,0 +1,82 @@
+"""Proximal maps of the ADMM z-update (all elementwise or per sample, O(size) each).
+
+* :func:`block_soft_threshold`: prox of ``tau * sum_g ||v_g||_2`` over d-groups.
+* :func:`project_nonnegative`: projection onto ``s >= 0`` (depth 2, and every first-layer
+  row at depth 3).
+* :func:`loss_coupled_projection`: the depth-3 second-layer rows, which also carry the
+  squared loss (see :mod:`admmrelu.linsys` for why the loss sits here at depth 3).
+"""
+
+import numpy as np
+
+#: Newton steps allowed per sample in :func:`loss_coupled_projection`.
+_MAX_NEWTON_STEPS = 100
+
+
+def block_soft_threshold(v: np.ndarray, tau: float) -> np.ndarray:
+    """``argmin_z tau sum_g ||z_g|| + 0.5 ||z - v||^2``; groups are the last axis of v."""
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    shrink = np.maximum(norms - tau, 0.0) / np.maximum(norms, np.finfo(float).tiny)
+    return v * shrink
+
+
+def project_nonnegative(v: np.ndarray) -> np.ndarray:
+    """Projection onto ``s >= 0``."""
+    return np.maximum(v, 0.0)
+
+
+def loss_coupled_projection(a, coef, y, rho, theta):
+    """Per-sample prox of the loss restricted to the second-layer rows.
+
+    Solves, independently for every sample i,
+
+        min_{q_i >= 0}  0.5 (sum_k coef_ik q_ik - y_i)^2 + (rho / 2) ||q_i - a_i||^2,
+
+    where ``coef_ik = h_i c_k [D2_t(i) = 1]`` (``c = +1`` for w_t, ``-1`` for w'_t); rows
+    with ``coef = 0`` reduce to clipping.  Optimality gives ``q = max(0, a - coef theta /
+    rho)`` with the scalar residual ``theta_i = sum_k coef_ik q_ik - y_i``, the root of
+
+        phi(theta) = theta - sum_k coef_k max(0, a_k - coef_k theta / rho) + y,
+
+    which is piecewise linear with ``phi' >= 1``.  Safeguarded Newton (the root lies within
+    ``|phi(theta)|`` of theta) finds it exactly in a few steps from the previous residual.
+
+    Parameters
+    ----------
+    a : ndarray (n, K)
+    coef : ndarray (n, K)
+    y : ndarray (n,)
+    rho : float
+    theta : ndarray (n,)
+        Starting residuals (the previous call's).
+
+    Returns
+    -------
+    q : ndarray (n, K)
+    theta : ndarray (n,)
+        The residuals ``coef q - y`` at q (the loss gradient is ``coef * theta``).
+    """
+    theta = np.array(theta, dtype=np.float64, copy=True)
+    scale = 1.0 + np.abs(y) + np.sum(np.abs(coef * a), axis=1)
+    lo = np.full_like(theta, -np.inf)
+    hi = np.full_like(theta, np.inf)
+    todo = np.arange(len(theta))
+    for _ in range(_MAX_NEWTON_STEPS):
+        c, t = coef[todo], theta[todo]
+        q = np.maximum(a[todo] - c * (t / rho)[:, None], 0.0)
+        phi = t - np.sum(c * q, axis=1) + y[todo]
+        done = np.abs(phi) <= 1e-14 * scale[todo]
+        slope = 1.0 + np.sum(c * c * (q > 0), axis=1) / rho
+        lo[todo] = np.where(phi < 0, np.maximum(lo[todo], t), lo[todo])
+        hi[todo] = np.where(phi > 0, np.minimum(hi[todo], t), hi[todo])
+        lo[todo] = np.maximum(lo[todo], t - np.abs(phi))
+        hi[todo] = np.minimum(hi[todo], t + np.abs(phi))
+        newton = t - phi / slope
+        inside = (newton > lo[todo]) & (newton < hi[todo])
+        step = np.where(inside, newton, 0.5 * (lo[todo] + hi[todo]))
+        theta[todo] = np.where(done, t, step)
+        todo = todo[~done]
+        if todo.size == 0:
+            break
+    q = np.maximum(a - coef * (theta / rho)[:, None], 0.0)
+    return q, np.sum(coef * q, axis=1) - y
