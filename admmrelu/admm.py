@@ -65,7 +65,7 @@ _POLISH_FRACTION = 1e-2
 #: A finish is tried once the working set has not changed for this many iterations ...
 _STABLE_ITERATIONS = 50
 #: ... and the residuals are within this factor of their tolerances.
-_LOOSE_FACTOR = 1e4
+_LOOSE_FACTOR = 1e5
 #: Iterations to wait after a failed finish before the next (doubled after each failure).
 _FIRST_WAIT = 50
 #: Rounds of adding the blocks that the certificate finds violated.
@@ -269,7 +269,7 @@ class _Splitting:
 
     def initial_point(self, warm_start, problem, settings):
         """(w, rho) from a warm start, or the origin and the default rho."""
-        default_rho = settings.rho or (1.0 if self.depth == 2 else 0.1)
+        default_rho = settings.rho or 1.0
         zeros = np.zeros(self.size_z + int(np.prod(self.cone_shape)))
         if warm_start is None:
             return zeros, default_rho
@@ -324,12 +324,17 @@ class _Run:
         self.best: _Candidate | None = None
         self.polish_time = 0.0
         self.certificate_time = 0.0
+        self.deadline = None  # perf_counter time at which time_limit runs out
 
     # ---------------------------------------------------------------- driver
+    def _time_left(self) -> float | None:
+        return None if self.deadline is None else max(self.deadline - time.perf_counter(), 0.0)
+
     def execute(self, setup_time: float) -> SolveResult:
         s = self.settings
         start = time.perf_counter()
-        deadline = None if s.time_limit is None else start - setup_time + s.time_limit
+        if s.time_limit is not None:
+            self.deadline = start - setup_time + s.time_limit
         w, rho = self.split.initial_point(s.warm_start, self.problem, s)
         self.log.header(self.problem, s, rho)
         accel = AndersonAccelerator(s.anderson_memory)
@@ -340,7 +345,7 @@ class _Run:
                 if iteration >= s.max_iter:
                     status = Status.MAX_ITER_REACHED
                     break
-                if deadline is not None and time.perf_counter() >= deadline:
+                if self.deadline is not None and time.perf_counter() >= self.deadline:
                     status = Status.TIME_LIMIT_REACHED
                     break
                 step = self.split.step(w, rho, s.alpha)
@@ -362,7 +367,7 @@ class _Run:
                             status = Status.OPTIMAL
                             break
                         next_finish, wait = iteration + wait, 2 * wait
-                    if s.adaptive_rho and iteration % s.adaptive_rho_interval == 0:
+                    if s.adaptive_rho and _adapt_now(iteration, s):
                         new_rho = check.balanced_rho(rho)
                         if new_rho != rho:
                             w = self.split.rescale_duals(step, rho / new_rho)
@@ -383,10 +388,11 @@ class _Run:
     def _grade_after_limit(self, status, step, rho):
         """After a limit or an interrupt: the best feasible point so far, graded with
         tolerances relaxed by ``_INACCURATE_FACTOR`` (``optimal_inaccurate`` if met).
-        An interrupt skips the polish and keeps its status."""
+        Only ``max_iter`` leaves time for a polish; an interrupt keeps its status."""
         interrupted = status == Status.INTERRUPTED
+        use_polish = status == Status.MAX_ITER_REACHED  # no time left otherwise
         try:
-            met = self._finish(step, rho, _INACCURATE_FACTOR, use_polish=not interrupted)
+            met = self._finish(step, rho, _INACCURATE_FACTOR, use_polish=use_polish)
         except KeyboardInterrupt:
             return Status.INTERRUPTED
         if interrupted:
@@ -449,7 +455,7 @@ class _Run:
         if use_polish and self.settings.polish and working.any():
             for _ in range(_COLUMN_ROUNDS):
                 start = time.perf_counter()
-                result = polish(self.scaled, working, step.z + step.u_z)
+                result = polish(self.scaled, working, step.z + step.u_z, self._time_left())
                 self.polish_time += time.perf_counter() - start
                 if result is None:
                     self.log.message(f"polish on {working.sum()} blocks failed")
@@ -570,6 +576,12 @@ class _Check:
         if 1.0 / _RHO_BAND <= factor <= _RHO_BAND:
             return rho
         return float(np.clip(rho * factor, _RHO_MIN, _RHO_MAX))
+
+
+def _adapt_now(iteration: int, settings: ADMMSettings) -> bool:
+    """rho is re-balanced at the second check (the initial rho is only a guess) and then
+    every ``adaptive_rho_interval`` iterations."""
+    return iteration == 2 * settings.check_every or iteration % settings.adaptive_rho_interval == 0
 
 
 def _inf_norm(a) -> float:

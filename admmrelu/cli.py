@@ -69,7 +69,10 @@ def _problem_at_fraction(X, y, arrangements, fraction):
 def demo(args) -> int:
     """Solve sampled two- and three-layer problems on diabetes, and a certified tiny one."""
     X, y = _diabetes()
-    solve = dict(solver="cvxpy", cvxpy_solver=args.solver)
+    if args.solver == "admm":
+        solve = dict(solver="admm")
+    else:
+        solve = dict(solver="cvxpy", cvxpy_solver=args.solver)
     print(f"admmrelu demo: scikit-learn diabetes, n={X.shape[0]}, d={X.shape[1]} (with bias)")
     for depth, width in ((2, None), (3, 2)):
         start = time.perf_counter()
@@ -109,9 +112,9 @@ def main(argv=None) -> int:
     )
     p_demo.add_argument(
         "--solver",
-        default="CLARABEL",
-        choices=("CLARABEL", "ECOS", "SCS"),
-        help="cvxpy solver (default CLARABEL; the ADMM solver is the next milestone)",
+        default="admm",
+        choices=("admm", "CLARABEL", "ECOS", "SCS"),
+        help="admmrelu's ADMM (default) or a cvxpy solver, for comparison",
     )
     args = parser.parse_args(argv)
     if args.blocks < 1 or not 0 < args.beta_fraction:

@@ -14,6 +14,7 @@ polished point violates are added and the reduced program re-solved; blocks outs
 working set are checked by the caller through the certificate (column generation).
 """
 
+import time
 from dataclasses import dataclass
 
 import clarabel
@@ -26,6 +27,8 @@ _KEEP_FRACTION = 5e-2
 #: at the reduced solution (violated rows, and the rows close to violation with them, which
 #: saves rounds).
 _ADD_FRACTION = 1e-3
+#: Row values within this fraction of the block norm count as zero (rounding).
+_ZERO_FRACTION = 1e-10
 #: Rounds of adding violated rows (a last small violation is removed by projection).
 _MAX_ROUNDS = 3
 #: Interior-point tolerances of the reduced solve.
@@ -51,15 +54,16 @@ class PolishResult:
     n_rows: int
 
 
-def polish(scaled, blocks, directions) -> PolishResult | None:
+def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
     """Solve the reduced program of ``scaled`` on the (2, P) bool mask ``blocks``.
 
     ``directions`` (2, P, m1, d), non-zero on the working blocks (e.g. the ADMM's point
     before the soft-threshold), chooses the rows kept at first: those whose value there
     is below ``_KEEP_FRACTION`` of the block's norm.  Identically zero rows (depth 3,
     samples where no first-layer neuron is on) are never kept.  Returns None when the
-    interior-point solve fails.
+    interior-point solve fails or runs past ``time_limit`` seconds (None: no limit).
     """
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
     problem = scaled.problem
     pairs = np.argwhere(blocks)  # (K, 2): (copy, block)
     rows_all = _block_rows(scaled, pairs)  # (K, n R, m1 d)
@@ -69,12 +73,19 @@ def polish(scaled, blocks, directions) -> PolishResult | None:
     keep = nonzero & (_relative_values(rows_all, start) <= _KEEP_FRACTION)
     design = _design_matrix(scaled, pairs)
     for _ in range(_MAX_ROUNDS):
-        solution = _solve_reduced(problem, design, rows_all, keep)
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left <= 0:
+            return None
+        solution = _solve_reduced(problem, design, rows_all, keep, left)
         if solution is None:
             return None
         u, duals = solution
         u_blocks = u.reshape(len(pairs), width, d)
-        add = nonzero & ~keep & (_relative_values(rows_all, u_blocks) <= _ADD_FRACTION)
+        values = _relative_values(rows_all, u_blocks)
+        # violated rows, and dropped rows close to the boundary; rows at zero to rounding
+        # (those of a neuron whose weights vanish) are satisfied and stay out.
+        near = (values < -_ZERO_FRACTION) | ((values > _ZERO_FRACTION) & (values <= _ADD_FRACTION))
+        add = nonzero & ~keep & near
         if not add.any():
             break
         keep = keep | add
@@ -130,7 +141,7 @@ def _design_matrix(scaled, pairs) -> np.ndarray:
     return (coef[..., None] * X[:, None, None, :]).reshape(X.shape[0], -1)
 
 
-def _solve_reduced(problem, design, rows_all, keep):
+def _solve_reduced(problem, design, rows_all, keep, time_limit):
     """Clarabel on ``x = (u, tau)``: returns (u, multipliers of the kept rows) or None."""
     n_pairs, _, width_d = rows_all.shape
     n_u = n_pairs * width_d
@@ -167,6 +178,8 @@ def _solve_reduced(problem, design, rows_all, keep):
     settings.verbose = False
     settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = _IP_TOLERANCE
     settings.max_iter = 200
+    if time_limit is not None:
+        settings.time_limit = time_limit
     solution = clarabel.DefaultSolver(sparse.csc_matrix(P), q, A, b, cones, settings).solve()
     if str(solution.status) not in ("Solved", "AlmostSolved"):
         return None

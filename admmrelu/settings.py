@@ -30,17 +30,21 @@ class ADMMSettings:
     time_limit : float or None, default=None
         Seconds allowed for the whole solve, setup included; None means no limit.
     rho : float or None, default=None
-        Initial penalty of the scaled problem; None picks ``1.0`` (depth 2) or ``0.1``
-        (depth 3), or the warm start's final rho.
+        Initial penalty of the scaled problem; None picks ``1.0``, or the warm start's
+        final rho.
     alpha : float, default=1.6
         Over-relaxation, in (0, 2).
     adaptive_rho : bool, default=True
-        Residual balancing: every ``adaptive_rho_interval`` iterations rho is multiplied by
+        Residual balancing: at the second check, then every ``adaptive_rho_interval``
+        iterations, rho is multiplied by
         ``sqrt(relative primal residual / relative dual residual)`` when that factor is
         outside [1/5, 5].  Decided by iteration count only, so runs are reproducible.
     adaptive_rho_interval : int, default=50
-    anderson_memory : int, default=5
-        Memory of the safeguarded Anderson acceleration; 0 turns it off.
+    anderson_memory : int, default=0
+        Memory of the safeguarded Anderson acceleration; 0 turns it off.  Off by default:
+        the finish (polish) stops the ADMM long before its tail, and on the benchmark
+        instances Anderson did not reduce the iterations to a finish while adding the cost
+        of about one iteration per step (docs/solver.md).
     polish : bool, default=True
         Solve the reduced program on the identified blocks and rows (see
         :mod:`admmrelu.polish`) once the active set is stable or the residuals are met.
@@ -62,7 +66,7 @@ class ADMMSettings:
     alpha: float = 1.6
     adaptive_rho: bool = True
     adaptive_rho_interval: int = 50
-    anderson_memory: int = 5
+    anderson_memory: int = 0
     polish: bool = True
     check_every: int = 10
     verbose: bool = False
