@@ -62,6 +62,8 @@ _NEAR_MARGIN = 0.05
 #: The polish starts from the blocks of z above this fraction of its largest block norm
 #: (the certificate adds any block that was missed).
 _POLISH_FRACTION = 1e-2
+#: Largest reduced program the polish builds (variables m1 d per block; dense solve).
+_POLISH_MAX_VARIABLES = 3000
 #: A finish is tried once the working set has not changed for this many iterations ...
 _STABLE_ITERATIONS = 50
 #: ... and the residuals are within this factor of their tolerances.
@@ -449,8 +451,7 @@ class _Run:
         """Polish (or project), certify, keep the best point; True when it meets the
         tolerances multiplied by ``tolerance_factor``."""
         admm_mu = self._admm_multipliers(step, rho)
-        norms = np.linalg.norm(step.z, axis=3).sum(axis=2)
-        working = norms > _POLISH_FRACTION * norms.max()
+        working = self._polish_blocks(step.z)
         candidate = None
         if use_polish and self.settings.polish and working.any():
             for _ in range(_COLUMN_ROUNDS):
@@ -468,7 +469,8 @@ class _Run:
                     f"{candidate.objective:.10g}, gap {candidate.gap:.3e}"
                     + (f", adding {violated.sum()} blocks" if violated.any() else "")
                 )
-                if not violated.any():
+                working_size = (working | violated).sum() * step.z.shape[2] * step.z.shape[3]
+                if not violated.any() or working_size > 2 * _POLISH_MAX_VARIABLES:
                     break
                 working |= violated
         if candidate is None:
@@ -476,6 +478,17 @@ class _Run:
             candidate = self._candidate(U, admm_mu)
         self._consider(candidate)
         return self._meets(candidate, tolerance_factor)
+
+    def _polish_blocks(self, z):
+        """(2, P): the blocks of z above ``_POLISH_FRACTION`` of the largest block norm, at
+        most the ``_POLISH_MAX_VARIABLES / (m1 d)`` largest (the reduced solve is dense)."""
+        norms = np.linalg.norm(z, axis=3).sum(axis=2)
+        _, _, m1, d = z.shape
+        most = max(1, _POLISH_MAX_VARIABLES // (m1 * d))
+        threshold = _POLISH_FRACTION * norms.max()
+        if np.count_nonzero(norms > threshold) > most:
+            threshold = max(threshold, np.sort(norms, axis=None)[-most - 1])
+        return norms > threshold
 
     def _candidate(self, U, scaled_mu) -> _Candidate:
         """Objective and certificate of the original-problem point U (made feasible)."""
