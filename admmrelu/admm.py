@@ -323,7 +323,8 @@ class _Run:
         self.split = _Splitting(solver, scaled)
         self.log = SolverLog(settings.verbose)
         self.history = {k: [] for k in History.__dataclass_fields__}
-        self.best: _Candidate | None = None
+        self.best: _Candidate | None = None  # the feasible point of lowest objective
+        self.best_bound = -np.inf  # the highest certified lower bound
         self.polish_time = 0.0
         self.certificate_time = 0.0
         self.deadline = None  # perf_counter time at which time_limit runs out
@@ -379,11 +380,11 @@ class _Run:
                 w = accel.step(w, step.Tw)
         except KeyboardInterrupt:
             status = Status.INTERRUPTED
-        solve_end = time.perf_counter()
         if status not in (Status.OPTIMAL, Status.NUMERICAL_ERROR) and step is not None:
             status = self._grade_after_limit(status, step, rho)
         if self.best is None:  # no usable iterate (max_iter=0, a numerical error at once)
             self._consider(self._candidate(np.zeros(self.problem.var_shape), None))
+        solve_end = time.perf_counter()
         state = ADMMState(w=w, rho=rho, beta=self.split.beta)
         return self._result(status, iteration, setup_time, solve_end - start, state, rho)
 
@@ -528,19 +529,23 @@ class _Run:
         return candidate.gap <= tolerance and candidate.relative_violation <= s.eps_feas
 
     def _consider(self, candidate):
+        """Keep the lowest objective and the highest dual bound seen: every candidate's
+        bound is valid for the same problem, so the returned gap is the smallest proven."""
         if self.best is None or candidate.objective < self.best.objective:
             self.best = candidate
+        self.best_bound = max(self.best_bound, candidate.dual_bound)
 
     # ----------------------------------------------------------------- result
     def _result(self, status, iterations, setup_time, solve_time, state, rho) -> SolveResult:
         best = self.best
+        bound = self.best_bound
         history = History(**{k: np.asarray(v) for k, v in self.history.items()})
         solve_time = max(solve_time - self.polish_time - self.certificate_time, 0.0)
         result = SolveResult(
             status=status,
             objective=best.objective,
-            dual_bound=best.dual_bound,
-            gap=best.gap,
+            dual_bound=bound,
+            gap=best.objective - bound,
             weights=best.weights,
             signs=self.problem.arrangements.signs,
             depth=self.problem.depth,

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import pytest
 from conftest import tiny_data
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import admmrelu as ar
@@ -71,8 +71,8 @@ def assert_same_optimum(prob, a, b):
 
     Both are attained at feasible points (>= p*) and each solve certified its gap, so
     ``|a - b| <= max(gap_a, gap_b)``: at most 1e-6 of the objective plus eps_abs b^2 (the
-    absolute part of the documented tolerance, 1e-8 mean(y^2): a tiny fraction of any
-    objective here), plus rounding.
+    absolute part of the documented tolerance, 1e-8 mean(y^2), which matters only for
+    near-interpolating fits with a tiny objective), plus rounding.
     """
     top = max(a, b)
     assert abs(a - b) <= gap_tolerance(prob, top) + rounding(top), (a, b)
@@ -134,12 +134,19 @@ def check_against_clarabel(case):
 
 @settings(max_examples=25, deadline=None)
 @given(instances(depth=2))
+# the derandomized draws favour small shapes: add the largest sizes explicitly
+@example(case=(60, 5, 20, 2, 1, 0, 1e-3))
+@example(case=(60, 6, 20, 2, 1, 1, 0.02))
 def test_two_layer_matches_clarabel(case):
     check_against_clarabel(case)
 
 
 @settings(max_examples=25, deadline=None)
 @given(instances(depth=3))
+@example(case=(50, 4, 16, 3, 1, 2, 1e-3))
+@example(case=(40, 4, 8, 3, 2, 3, 1e-3))
+@example(case=(30, 3, 5, 3, 3, 5, 1e-3))
+@example(case=(40, 4, 5, 3, 3, 6, 0.9))
 def test_three_layer_matches_clarabel(case):
     check_against_clarabel(case)
 
