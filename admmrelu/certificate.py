@@ -35,10 +35,10 @@ class Certificate:
     scale : float
         The factor c applied to v.
     n_refined : int
-        Blocks whose dual norm needed an exact (NNLS or SOCP) solve.
+        Exact (NNLS or SOCP) dual-norm solves: block copies whose bound was not enough.
     block_norms : ndarray of shape (2, P)
-        ``sigma_t(+-A_t^T v)`` for the refined blocks (copy 0: +, copy 1: -), NaN for the
-        blocks whose upper bound was small enough to skip.
+        ``sigma_t(+-A_t^T v)`` where refined (copy 0: +, copy 1: -), NaN for the block
+        copies whose upper bound was small enough to skip.
     """
 
     dual_bound: float
@@ -67,24 +67,24 @@ def max_block_dual_norm(problem, v, multipliers=None, target=0.0) -> tuple[float
     """An upper bound on ``max_t max(sigma_t(A_t^T v), sigma_t(-A_t^T v))``, and the
     refined norms (2, P).
 
-    Blocks are refined (solved exactly) in decreasing order of their upper bound
-    (:func:`block_upper_bounds`) until no remaining bound exceeds the largest refined value
-    or ``target``.  With ``target = 0`` the value is the exact maximum (up to the inner
+    Each copy (sign) of each block is refined (solved exactly) in decreasing order of its
+    upper bound (:func:`block_upper_bounds`) until no remaining bound exceeds the largest
+    refined value or ``target``.  With ``target = 0`` the value is the exact maximum (up to the inner
     solver's accuracy); a positive ``target`` (say ``beta (1 + 1e-7)``) spares the exact
     solves of blocks already known to lie below it, and the value returned is then
     the larger of the refined maximum and the largest unrefined bound: still an upper bound.
     """
-    Z = problem.adjoint(v)[0]  # (P, m1, d): A_t^T v
-    upper = np.max(block_upper_bounds(problem, v, multipliers), axis=0)
+    Z = problem.adjoint(v)  # (2, P, m1, d): A_t^T v and -A_t^T v
+    upper = block_upper_bounds(problem, v, multipliers)
     exact = np.full((2, problem.n_blocks), np.nan)
     best = 0.0
-    for t in np.argsort(-upper, kind="stable"):
-        if upper[t] <= max(best, target):
-            best = max(best, upper[t])  # the largest bound left unrefined
+    for flat in np.argsort(-upper, axis=None, kind="stable"):
+        c, t = divmod(int(flat), problem.n_blocks)
+        if upper[c, t] <= max(best, target):
+            best = max(best, upper[c, t])  # the largest bound left unrefined
             break
-        E = problem.polar_generators(t)
-        exact[:, t] = block_dual_norm(E, Z[t]), block_dual_norm(E, -Z[t])
-        best = max(best, *exact[:, t])
+        exact[c, t] = block_dual_norm(problem.polar_generators(t), Z[c, t])
+        best = max(best, exact[c, t])
     return best, exact
 
 
@@ -107,7 +107,7 @@ def certify(problem, yhat, multipliers=None, target_ratio=0.0) -> Certificate:
         )
     v = y - yhat
     gamma, exact = max_block_dual_norm(problem, v, multipliers, target_ratio * beta)
-    n_refined = int(np.count_nonzero(~np.isnan(exact[0])))
+    n_refined = int(np.count_nonzero(~np.isnan(exact)))
     bound, scale = scaled_dual_bound(v, y, beta, gamma)
     return Certificate(bound, gamma / beta, scale, n_refined, exact)
 

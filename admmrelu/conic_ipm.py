@@ -1,0 +1,321 @@
+r"""A dense primal-dual interior-point method for the polish's reduced program.
+
+Solves
+
+    minimise   0.5 x^T P x + q^T x
+    subject to L x >= 0                       (m linear rows, L sparse)
+               x[cones[g]] in SOC             (K second-order cones of one size k:
+                                               x[c_0] >= ||x[c_1:]||)
+
+with P positive semidefinite and dense (N x N, N of at most a few thousand).  In the
+standard form ``G x + s = 0, s in R_+^m x SOC^K`` of CVXOPT's ``coneqp`` (Vandenberghe
+2010), ``G = -[L; S]`` with S selecting the cone coordinates.  Each iteration uses
+Nesterov-Todd scaling ``W`` (``W z = W^-1 s = lambda``) and Mehrotra's predictor-corrector;
+the Newton system is reduced to the normal equations
+
+    (P + G^T W^-2 G) dx = rhs,
+
+whose matrix is dense (P) plus block-sparse terms; one Cholesky factor serves both the
+predictor and the corrector.  Why not Clarabel: its sparse LDL^T handles the dense P about
+ten times slower than LAPACK's Cholesky at these sizes (measured in bench/vs_cvxpy.py's
+instances, docs/solver.md).
+
+The dual variables z of the linear rows are the multipliers of ``L x >= 0``:
+``P x + q = L^T z_lin + S^T z_soc`` at the solution.
+"""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+
+#: Fraction of the step to the boundary taken.
+_STEP_FRACTION = 0.99
+#: Steps shorter than this mean the iteration has stalled (rounding).
+_STALL_STEP = 1e-6
+#: A stalled iteration counts as converged within this factor of the tolerance.
+_REDUCED_FACTOR = 100.0
+
+
+@dataclass(frozen=True)
+class IPMResult:
+    """Solution of :func:`solve_qp_socp`.
+
+    Attributes
+    ----------
+    x : ndarray (N,)
+    z_linear : ndarray (m,)
+        Multipliers (>= 0) of the rows ``L x >= 0``.
+    converged : bool
+        True when the residuals and the duality gap met the tolerances.
+    iterations : int
+    accuracy : tuple of float
+        (relative primal residual, relative dual residual, relative gap) at x.
+    """
+
+    x: np.ndarray
+    z_linear: np.ndarray
+    converged: bool
+    iterations: int
+    accuracy: tuple
+
+
+def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None) -> IPMResult:
+    """Solve the program of the module docstring.
+
+    Parameters
+    ----------
+    P : ndarray (N, N), symmetric positive semidefinite
+    q : ndarray (N,)
+    L : scipy.sparse matrix (m, N)
+    cones : int ndarray (K, k)
+        Indices into x of each cone; column 0 is the cone's "t" coordinate.
+    tol : float
+        Relative tolerance on the residuals and on the duality gap ``s^T z``.  When the
+        steps stall first (rounding near the boundary), the iteration stops there and
+        ``converged`` says whether ``_REDUCED_FACTOR * tol`` was met.
+    time_limit : float or None
+        Seconds; the iteration stops (not converged) when they run out.
+    """
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
+    n_x, m = len(q), L.shape[0]
+    K, k = cones.shape
+    L = L.tocsr()
+    Lt = L.T.tocsr()
+    degree = m + K
+    x, s_lin, z_lin, s_soc, z_soc = _initial_point(P, q, L, Lt, cones)
+    scale_q = 1.0 + np.max(np.abs(q))
+    converged, iteration = False, 0
+    while iteration < max_iter:
+        iteration += 1
+        # residuals of  P x + q - L^T z_lin - S^T z_soc = 0  and  -L x + s = 0, -S x + s = 0
+        r_x = P @ x + q - Lt @ z_lin - _scatter(z_soc, cones, n_x)
+        r_lin = s_lin - L @ x
+        r_soc = s_soc - x[cones]
+        gap = float(s_lin @ z_lin + np.sum(s_soc * z_soc))
+        objective = 0.5 * float(x @ P @ x) + float(q @ x)
+        primal = max(_max_abs(r_lin), _max_abs(r_soc)) / (1.0 + _max_abs(x))
+        dual = _max_abs(r_x) / scale_q
+        parts = (primal, dual, gap / max(1.0, abs(objective)))
+        accuracy = max(parts)
+        if accuracy <= tol:
+            converged = True
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        mu = gap / degree
+        scaling = _Scaling(s_lin, z_lin, s_soc, z_soc)
+        try:
+            factor = _factor_normal_matrix(P, L, Lt, cones, scaling)
+        except (linalg.LinAlgError, ValueError):  # lost definiteness to rounding: a stall
+            converged = accuracy <= _REDUCED_FACTOR * tol
+            break
+
+        system = (factor, L, Lt, cones, scaling, r_x, r_lin, r_soc)
+        # predictor (affine scaling): lambda o (W dz + W^-1 ds) = -lambda o lambda
+        lam_lin, lam_soc = scaling.lam_lin, scaling.lam_soc
+        aff = _newton_direction(*system, -lam_lin * lam_lin, -_jordan(lam_soc, lam_soc))
+        alpha = _max_step(s_lin, z_lin, s_soc, z_soc, aff)
+        sigma = (1.0 - alpha) ** 3
+        # corrector: add the second-order term and the centring sigma mu e
+        ds_lin, dz_lin = scaling.scaled_pair_lin(aff)
+        ds_soc, dz_soc = scaling.scaled_pair_soc(aff)
+        e_soc = np.zeros((K, k))
+        e_soc[:, 0] = 1.0
+        step = _newton_direction(
+            *system,
+            -lam_lin * lam_lin - ds_lin * dz_lin + sigma * mu,
+            -_jordan(lam_soc, lam_soc) - _jordan(ds_soc, dz_soc) + sigma * mu * e_soc,
+        )
+        alpha = min(1.0, _STEP_FRACTION * _max_step(s_lin, z_lin, s_soc, z_soc, step, 1e300))
+        dx, ds_l, dz_l, ds_s, dz_s = step
+        if alpha < _STALL_STEP or not all(np.all(np.isfinite(a)) for a in step):
+            converged = accuracy <= _REDUCED_FACTOR * tol
+            break
+        x = x + alpha * dx
+        s_lin, z_lin = s_lin + alpha * ds_l, z_lin + alpha * dz_l
+        s_soc, z_soc = s_soc + alpha * ds_s, z_soc + alpha * dz_s
+    else:  # max_iter or time: graded like a stall
+        converged = accuracy <= _REDUCED_FACTOR * tol
+    return IPMResult(x, z_lin, converged, iteration, parts)
+
+
+def _initial_point(P, q, L, Lt, cones):
+    """CVXOPT's start: x from ``(P + G^T G) x = -q``, then ``s = -G x`` and ``z = G x``,
+    each shifted along the cone identity e just into the interior."""
+    n_x = len(q)
+    M = P + (Lt @ L).toarray()
+    np.add.at(M, (cones.ravel(), cones.ravel()), 1.0)
+    M[np.diag_indices(n_x)] += 1e-12 * max(1.0, float(np.max(np.abs(np.diag(M)))))
+    x = linalg.cho_solve(linalg.cho_factor(M, check_finite=False), -q, check_finite=False)
+    (s_lin, s_soc), (z_lin, z_soc) = (
+        _shift_inside(L @ x, x[cones]),
+        _shift_inside(-(L @ x), -x[cones]),
+    )
+    return x, s_lin, z_lin, s_soc, z_soc
+
+
+def _shift_inside(v_lin, v_soc):
+    """``v + (1 + a) e`` with a the smallest shift putting v in the cone, when v is not
+    strictly inside it already (then v is returned)."""
+    depth = np.concatenate([-v_lin, np.linalg.norm(v_soc[:, 1:], axis=1) - v_soc[:, 0], [-np.inf]])
+    a = float(np.max(depth))
+    if a < 0:
+        return v_lin, v_soc
+    v_soc = v_soc.copy()
+    v_soc[:, 0] += 1.0 + a
+    return v_lin + 1.0 + a, v_soc
+
+
+class _Scaling:
+    """Nesterov-Todd scaling of (s, z): ``lambda = W z = W^-1 s``.
+
+    Linear rows: ``W = diag(sqrt(s / z))``.  Second-order cones (CVXOPT's formulas):
+    with ``s^ = s / sqrt(s^T J s)``, ``z^`` likewise, ``gamma = sqrt((1 + s^^T z^) / 2)``
+    and ``w = (s^ + J z^) / (2 gamma)``, ``W = eta [[w0, w1^T], [w1, I + w1 w1^T / (1 + w0)]]``
+    with ``eta = (s^T J s / z^T J z)^(1/4)``.
+    """
+
+    def __init__(self, s_lin, z_lin, s_soc, z_soc):
+        self.w_lin = np.sqrt(s_lin / z_lin)
+        self.lam_lin = np.sqrt(s_lin * z_lin)
+        s_norm, z_norm = _cone_norm(s_soc), _cone_norm(z_soc)
+        s_hat, z_hat = s_soc / s_norm[:, None], z_soc / z_norm[:, None]
+        gamma = np.sqrt((1.0 + np.sum(s_hat * z_hat, axis=1)) / 2.0)
+        w = s_hat.copy()
+        w[:, 0] += z_hat[:, 0]
+        w[:, 1:] -= z_hat[:, 1:]
+        w /= 2.0 * gamma[:, None]
+        eta = np.sqrt(s_norm / z_norm)
+        K, k = s_soc.shape
+        inner = np.eye(k - 1) + w[:, 1:, None] * w[:, None, 1:] / (1.0 + w[:, 0])[:, None, None]
+        W = np.empty((K, k, k))
+        W[:, 0, 0] = w[:, 0]
+        W[:, 0, 1:] = w[:, 1:]
+        W[:, 1:, 0] = w[:, 1:]
+        W[:, 1:, 1:] = inner
+        W_inv = W.copy()
+        W_inv[:, 0, 1:] *= -1.0
+        W_inv[:, 1:, 0] *= -1.0
+        self.W_soc = W * eta[:, None, None]
+        self.W_inv_soc = W_inv / eta[:, None, None]
+        self.lam_soc = np.einsum("gij,gj->gi", self.W_soc, z_soc)
+
+    def scaled_pair_lin(self, step):
+        """``(W^-1 ds, W dz)`` of the linear rows of a direction."""
+        _, ds, dz, _, _ = step
+        return ds / self.w_lin, dz * self.w_lin
+
+    def scaled_pair_soc(self, step):
+        _, _, _, ds, dz = step
+        return (
+            np.einsum("gij,gj->gi", self.W_inv_soc, ds),
+            np.einsum("gij,gj->gi", self.W_soc, dz),
+        )
+
+
+def _factor_normal_matrix(P, L, Lt, cones, scaling):
+    """Cholesky factor of ``P + L^T W^-2 L + S^T W^-2 S``."""
+    M = P.copy()
+    weights = 1.0 / scaling.w_lin**2  # z / s
+    M += (Lt.multiply(weights) @ L).toarray()
+    H = np.einsum("gij,gjk->gik", scaling.W_inv_soc, scaling.W_inv_soc)
+    rows, cols = cones[:, :, None], cones[:, None, :]
+    np.add.at(M, (np.broadcast_to(rows, H.shape), np.broadcast_to(cols, H.shape)), H)
+    return linalg.cho_factor(M, lower=True, check_finite=False)
+
+
+def _newton_direction(factor, L, Lt, cones, sc, r_x, r_lin, r_soc, rhs_lin, rhs_soc):
+    """Solve the Newton system with  lambda o (W dz + W^-1 ds) = rhs  (the s-rows).
+
+    With ``d = lambda \\ rhs`` (Jordan division), ``ds = W (d - W dz) = -(G dx + r_z)`` and
+    ``dz = W^-2 (G dx + r_z) + W^-1 d`` reduce it to the normal equations in dx.
+    Returns (dx, ds_lin, dz_lin, ds_soc, dz_soc).
+    """
+    n_x = len(r_x)
+    d_lin = rhs_lin / sc.lam_lin
+    d_soc = _jordan_divide(sc.lam_soc, rhs_soc)
+    # G = -[L; S], r_z = (r_lin, r_soc):
+    # (P + G^T W^-2 G) dx = -r_x - G^T W^-2 r_z - G^T W^-1 d
+    wl2 = sc.w_lin**2
+    Winv_d_soc = np.einsum("gij,gj->gi", sc.W_inv_soc, d_soc)
+    H = np.einsum("gij,gjk->gik", sc.W_inv_soc, sc.W_inv_soc)
+    Hr_soc = np.einsum("gij,gj->gi", H, r_soc)
+    rhs = -r_x + Lt @ (r_lin / wl2 + d_lin / sc.w_lin) + _scatter(Hr_soc + Winv_d_soc, cones, n_x)
+    dx = linalg.cho_solve(factor, rhs, check_finite=False)
+    G_dx_lin, G_dx_soc = -(L @ dx), -dx[cones]
+    dz_lin = (G_dx_lin + r_lin) / wl2 + d_lin / sc.w_lin
+    dz_soc = np.einsum("gij,gj->gi", H, G_dx_soc + r_soc) + Winv_d_soc
+    # ds = W (d - W dz) = -(G dx + r_z) algebraically; the second form has no cancellation
+    # on the inactive rows, where W is large
+    return dx, -(G_dx_lin + r_lin), dz_lin, -(G_dx_soc + r_soc), dz_soc
+
+
+def _cone_norm(v):
+    """``sqrt(v0^2 - ||v1||^2)`` per row, as ``sqrt((v0 - ||v1||)(v0 + ||v1||))`` (CVXOPT's
+    form, which keeps the relative accuracy when v nears the boundary)."""
+    r = np.linalg.norm(v[:, 1:], axis=1)
+    return np.sqrt(np.maximum((v[:, 0] - r) * (v[:, 0] + r), 1e-300))
+
+
+def _jordan(a, b):
+    """Jordan product of second-order-cone vectors (rows): ``(a^T b, a0 b1 + b0 a1)``."""
+    out = np.empty_like(a)
+    out[:, 0] = np.sum(a * b, axis=1)
+    out[:, 1:] = a[:, :1] * b[:, 1:] + b[:, :1] * a[:, 1:]
+    return out
+
+
+def _jordan_divide(lam, v):
+    """x with ``lam o x = v`` (rows): x0 = (l0 v0 - l1^T v1) / det, x1 = (v1 - x0 l1) / l0."""
+    det = lam[:, 0] ** 2 - np.sum(lam[:, 1:] ** 2, axis=1)
+    x = np.empty_like(v)
+    x[:, 0] = (lam[:, 0] * v[:, 0] - np.sum(lam[:, 1:] * v[:, 1:], axis=1)) / det
+    x[:, 1:] = (v[:, 1:] - x[:, :1] * lam[:, 1:]) / lam[:, :1]
+    return x
+
+
+def _max_step(s_lin, z_lin, s_soc, z_soc, step, cap=1.0) -> float:
+    """Largest alpha <= cap keeping s + alpha ds and z + alpha dz in the cones."""
+    _, ds_lin, dz_lin, ds_soc, dz_soc = step
+    alpha = cap
+    for v, dv in ((s_lin, ds_lin), (z_lin, dz_lin)):
+        neg = dv < 0
+        if neg.any():
+            alpha = min(alpha, float(np.min(-v[neg] / dv[neg])))
+    for v, dv in ((s_soc, ds_soc), (z_soc, dz_soc)):
+        alpha = min(alpha, _soc_max_step(v, dv))
+    return max(alpha, 0.0)
+
+
+def _soc_max_step(v, dv) -> float:
+    """Largest alpha with v + alpha dv in every cone (rows), v interior.
+
+    The feasible alphas form an interval [0, alpha_max]; alpha_max is the smallest
+    positive root of ``f(a) = (v0 + a dv0)^2 - ||v1 + a dv1||^2 = A a^2 + 2 B a + C``
+    (C > 0), found with the cancellation-free formula ``Q = -(B + sign(B) sqrt(B^2 - AC))``,
+    roots ``Q / A`` and ``C / Q``.  (Leaving the cone for its negative twin would cross
+    v0 = 0, where f <= 0, first.)
+    """
+    A = dv[:, 0] ** 2 - np.sum(dv[:, 1:] ** 2, axis=1)
+    B = v[:, 0] * dv[:, 0] - np.sum(v[:, 1:] * dv[:, 1:], axis=1)
+    C = v[:, 0] ** 2 - np.sum(v[:, 1:] ** 2, axis=1)
+    disc = B * B - A * C
+    real = disc >= 0
+    Q = -(B + np.copysign(np.sqrt(np.where(real, disc, 0.0)), B))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        roots = np.stack([Q / A, C / Q])
+    roots = np.where(real & np.isfinite(roots) & (roots > 0), roots, np.inf)
+    return float(np.min(roots, initial=np.inf))
+
+
+def _scatter(values, cones, n_x):
+    """``S^T values``: add each cone's entries into a vector of length n_x."""
+    out = np.zeros(n_x)
+    np.add.at(out, cones.ravel(), values.ravel())
+    return out
+
+
+def _max_abs(a) -> float:
+    return float(np.max(np.abs(a))) if a.size else 0.0
