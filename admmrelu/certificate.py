@@ -69,10 +69,10 @@ def max_block_dual_norm(problem, v, multipliers=None, target=0.0) -> tuple[float
 
     Each copy (sign) of each block is refined (solved exactly) in decreasing order of its
     upper bound (:func:`block_upper_bounds`) until no remaining bound exceeds the largest
-    refined value or ``target``.  With ``target = 0`` the value is the exact maximum (up to the inner
-    solver's accuracy); a positive ``target`` (say ``beta (1 + 1e-7)``) spares the exact
-    solves of blocks already known to lie below it, and the value returned is then
-    the larger of the refined maximum and the largest unrefined bound: still an upper bound.
+    refined value or ``target``.  With ``target = 0`` the value is the exact maximum (up to
+    the inner solver's accuracy); a positive ``target`` (say ``beta (1 + 1e-7)``) spares the
+    exact solves of blocks already known to lie below it, and the value returned is then the
+    larger of the refined maximum and the largest unrefined bound: still an upper bound.
     """
     Z = problem.adjoint(v)  # (2, P, m1, d): A_t^T v and -A_t^T v
     upper = block_upper_bounds(problem, v, multipliers)
@@ -86,6 +86,32 @@ def max_block_dual_norm(problem, v, multipliers=None, target=0.0) -> tuple[float
         exact[c, t] = block_dual_norm(problem.polar_generators(t), Z[c, t])
         best = max(best, exact[c, t])
     return best, exact
+
+
+def improve_multipliers(problem, v, multipliers, iterations) -> np.ndarray:
+    """Better cone multipliers for the bounds of :func:`block_upper_bounds`, all blocks at once.
+
+    Accelerated projected gradient (FISTA) on the smooth surrogate
+
+        min_{mu >= 0}  0.5 sum_{c, t, j} ||(+-A_t^T v + G_t^T mu)_j||^2
+
+    (separable over the block copies, exact NNLS at width 1), from ``multipliers``.  Each
+    step is one ``cone`` and one ``cone_adjoint`` product over all blocks; the step size is
+    ``1 / ((1 + m1) lambda_max(X^T X))``, an upper bound on ``||G_t||^2``.  Any result is a
+    valid multiplier (it is >= 0); the caller keeps whichever bound is smaller.
+    """
+    Z = problem.adjoint(v)
+    X = problem.X
+    lipschitz = (1 + problem.width) * float(np.linalg.eigvalsh(X.T @ X)[-1])
+    mu = np.maximum(multipliers, 0.0)
+    previous, extrapolated, momentum = mu, mu, 1.0
+    for _ in range(iterations):
+        gradient = problem.cone(Z + problem.cone_adjoint(extrapolated))
+        mu = np.maximum(extrapolated - gradient / lipschitz, 0.0)
+        next_momentum = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * momentum**2))
+        extrapolated = mu + ((momentum - 1.0) / next_momentum) * (mu - previous)
+        previous, momentum = mu, next_momentum
+    return mu
 
 
 def certify(problem, yhat, multipliers=None, target_ratio=0.0) -> Certificate:

@@ -3,7 +3,7 @@ r"""A dense primal-dual interior-point method for the polish's reduced program.
 Solves
 
     minimise   0.5 x^T P x + q^T x
-    subject to L x >= 0                       (m linear rows, L sparse)
+    subject to L x >= 0                       (m linear rows, L block diagonal)
                x[cones[g]] in SOC             (K second-order cones of one size k:
                                                x[c_0] >= ||x[c_1:]||)
 
@@ -61,6 +61,51 @@ class IPMResult:
     accuracy: tuple
 
 
+class BlockRows:
+    """Block-diagonal linear rows: ``blocks[b]`` (m_b, k_b) acts on
+    ``x[starts[b] : starts[b] + k_b]`` (the polish's rows: each touches one working block).
+
+    Products go block by block with dense BLAS, so ``L^T diag(w) L`` costs
+    ``sum_b m_b k_b^2`` with no sparse bookkeeping.
+    """
+
+    def __init__(self, blocks, starts, n_columns):
+        self.blocks = [np.asarray(B, dtype=np.float64) for B in blocks]
+        self.starts = [int(s) for s in starts]
+        self.n_columns = int(n_columns)
+        sizes = [B.shape[0] for B in self.blocks]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.offsets[-1])
+
+    def _slices(self):
+        for B, start, lo, hi in zip(
+            self.blocks, self.starts, self.offsets[:-1], self.offsets[1:], strict=True
+        ):
+            yield B, slice(start, start + B.shape[1]), slice(lo, hi)
+
+    def apply(self, x):
+        """``L x`` (m,)."""
+        out = np.empty(self.n_rows)
+        for B, cols, rows in self._slices():
+            out[rows] = B @ x[cols]
+        return out
+
+    def adjoint(self, z):
+        """``L^T z`` (n_columns,)."""
+        out = np.zeros(self.n_columns)
+        for B, cols, rows in self._slices():
+            out[cols] += z[rows] @ B
+        return out
+
+    def add_gram(self, M, weights):
+        """``M += L^T diag(weights) L`` in place."""
+        for B, cols, rows in self._slices():
+            M[cols, cols] += (B.T * weights[rows]) @ B
+
+
 def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None) -> IPMResult:
     """Solve the program of the module docstring.
 
@@ -68,7 +113,7 @@ def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None) -> IPM
     ----------
     P : ndarray (N, N), symmetric positive semidefinite
     q : ndarray (N,)
-    L : scipy.sparse matrix (m, N)
+    L : BlockRows with N columns
     cones : int ndarray (K, k)
         Indices into x of each cone; column 0 is the cone's "t" coordinate.
     tol : float
@@ -79,19 +124,17 @@ def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None) -> IPM
         Seconds; the iteration stops (not converged) when they run out.
     """
     deadline = None if time_limit is None else time.perf_counter() + time_limit
-    n_x, m = len(q), L.shape[0]
+    n_x, m = len(q), L.n_rows
     K, k = cones.shape
-    L = L.tocsr()
-    Lt = L.T.tocsr()
     degree = m + K
-    x, s_lin, z_lin, s_soc, z_soc = _initial_point(P, q, L, Lt, cones)
+    x, s_lin, z_lin, s_soc, z_soc = _initial_point(P, q, L, cones)
     scale_q = 1.0 + np.max(np.abs(q))
     converged, iteration = False, 0
     while iteration < max_iter:
         iteration += 1
         # residuals of  P x + q - L^T z_lin - S^T z_soc = 0  and  -L x + s = 0, -S x + s = 0
-        r_x = P @ x + q - Lt @ z_lin - _scatter(z_soc, cones, n_x)
-        r_lin = s_lin - L @ x
+        r_x = P @ x + q - L.adjoint(z_lin) - _scatter(z_soc, cones, n_x)
+        r_lin = s_lin - L.apply(x)
         r_soc = s_soc - x[cones]
         gap = float(s_lin @ z_lin + np.sum(s_soc * z_soc))
         objective = 0.5 * float(x @ P @ x) + float(q @ x)
@@ -107,12 +150,12 @@ def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None) -> IPM
         mu = gap / degree
         scaling = _Scaling(s_lin, z_lin, s_soc, z_soc)
         try:
-            factor = _factor_normal_matrix(P, L, Lt, cones, scaling)
+            factor = _factor_normal_matrix(P, L, cones, scaling)
         except (linalg.LinAlgError, ValueError):  # lost definiteness to rounding: a stall
             converged = accuracy <= _REDUCED_FACTOR * tol
             break
 
-        system = (factor, L, Lt, cones, scaling, r_x, r_lin, r_soc)
+        system = (factor, L, cones, scaling, r_x, r_lin, r_soc)
         # predictor (affine scaling): lambda o (W dz + W^-1 ds) = -lambda o lambda
         lam_lin, lam_soc = scaling.lam_lin, scaling.lam_soc
         aff = _newton_direction(*system, -lam_lin * lam_lin, -_jordan(lam_soc, lam_soc))
@@ -141,17 +184,18 @@ def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None) -> IPM
     return IPMResult(x, z_lin, converged, iteration, parts)
 
 
-def _initial_point(P, q, L, Lt, cones):
+def _initial_point(P, q, L, cones):
     """CVXOPT's start: x from ``(P + G^T G) x = -q``, then ``s = -G x`` and ``z = G x``,
     each shifted along the cone identity e just into the interior."""
     n_x = len(q)
-    M = P + (Lt @ L).toarray()
+    M = P.copy()
+    L.add_gram(M, np.ones(L.n_rows))
     np.add.at(M, (cones.ravel(), cones.ravel()), 1.0)
     M[np.diag_indices(n_x)] += 1e-12 * max(1.0, float(np.max(np.abs(np.diag(M)))))
     x = linalg.cho_solve(linalg.cho_factor(M, check_finite=False), -q, check_finite=False)
     (s_lin, s_soc), (z_lin, z_soc) = (
-        _shift_inside(L @ x, x[cones]),
-        _shift_inside(-(L @ x), -x[cones]),
+        _shift_inside(L.apply(x), x[cones]),
+        _shift_inside(-L.apply(x), -x[cones]),
     )
     return x, s_lin, z_lin, s_soc, z_soc
 
@@ -215,18 +259,18 @@ class _Scaling:
         )
 
 
-def _factor_normal_matrix(P, L, Lt, cones, scaling):
+def _factor_normal_matrix(P, L, cones, scaling):
     """Cholesky factor of ``P + L^T W^-2 L + S^T W^-2 S``."""
     M = P.copy()
     weights = 1.0 / scaling.w_lin**2  # z / s
-    M += (Lt.multiply(weights) @ L).toarray()
+    L.add_gram(M, weights)
     H = np.einsum("gij,gjk->gik", scaling.W_inv_soc, scaling.W_inv_soc)
     rows, cols = cones[:, :, None], cones[:, None, :]
     np.add.at(M, (np.broadcast_to(rows, H.shape), np.broadcast_to(cols, H.shape)), H)
     return linalg.cho_factor(M, lower=True, check_finite=False)
 
 
-def _newton_direction(factor, L, Lt, cones, sc, r_x, r_lin, r_soc, rhs_lin, rhs_soc):
+def _newton_direction(factor, L, cones, sc, r_x, r_lin, r_soc, rhs_lin, rhs_soc):
     """Solve the Newton system with  lambda o (W dz + W^-1 ds) = rhs  (the s-rows).
 
     With ``d = lambda \\ rhs`` (Jordan division), ``ds = W (d - W dz) = -(G dx + r_z)`` and
@@ -242,9 +286,13 @@ def _newton_direction(factor, L, Lt, cones, sc, r_x, r_lin, r_soc, rhs_lin, rhs_
     Winv_d_soc = np.einsum("gij,gj->gi", sc.W_inv_soc, d_soc)
     H = np.einsum("gij,gjk->gik", sc.W_inv_soc, sc.W_inv_soc)
     Hr_soc = np.einsum("gij,gj->gi", H, r_soc)
-    rhs = -r_x + Lt @ (r_lin / wl2 + d_lin / sc.w_lin) + _scatter(Hr_soc + Winv_d_soc, cones, n_x)
+    rhs = (
+        -r_x
+        + L.adjoint(r_lin / wl2 + d_lin / sc.w_lin)
+        + _scatter(Hr_soc + Winv_d_soc, cones, n_x)
+    )
     dx = linalg.cho_solve(factor, rhs, check_finite=False)
-    G_dx_lin, G_dx_soc = -(L @ dx), -dx[cones]
+    G_dx_lin, G_dx_soc = -L.apply(dx), -dx[cones]
     dz_lin = (G_dx_lin + r_lin) / wl2 + d_lin / sc.w_lin
     dz_soc = np.einsum("gij,gj->gi", H, G_dx_soc + r_soc) + Winv_d_soc
     # ds = W (d - W dz) = -(G dx + r_z) algebraically; the second form has no cancellation

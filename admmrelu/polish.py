@@ -19,9 +19,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
-from .conic_ipm import solve_qp_socp
+from .conic_ipm import BlockRows, solve_qp_socp
 
 #: A row is kept from the start when its value is below this fraction of its block's norm.
 _KEEP_FRACTION = 5e-2
@@ -29,6 +28,9 @@ _KEEP_FRACTION = 5e-2
 #: at the reduced solution (violated rows, and the rows close to violation with them, which
 #: saves rounds).
 _ADD_FRACTION = 1e-3
+#: Dropped rows violated by less than this fraction of their weights' norm are left to the
+#: exact projection that follows the polish (it moves the objective by about as much).
+_VIOLATION_FRACTION = 1e-9
 #: Row values within this fraction of the block norm count as zero (rounding).
 _ZERO_FRACTION = 1e-10
 #: Rounds of adding violated rows (a last small violation is removed by projection).
@@ -74,7 +76,7 @@ def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
     width, d = problem.width, problem.n_features
     nonzero = np.any(rows_all != 0, axis=2)
     start = directions[pairs[:, 0], pairs[:, 1]]
-    keep = nonzero & (_relative_values(rows_all, start) <= _KEEP_FRACTION)
+    keep = nonzero & (_relative_values(rows_all, start, problem.n_samples) <= _KEEP_FRACTION)
     design = _design_matrix(scaled, pairs)
     for _ in range(_MAX_ROUNDS):
         left = None if deadline is None else deadline - time.perf_counter()
@@ -85,13 +87,14 @@ def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
             return None
         u, duals = solution
         u_blocks = u.reshape(len(pairs), width, d)
-        values = _relative_values(rows_all, u_blocks)
-        # violated rows, and dropped rows close to the boundary; rows at zero to rounding
-        # (those of a neuron whose weights vanish) are satisfied and stay out.
+        values = _relative_values(rows_all, u_blocks, problem.n_samples)
+        dropped = nonzero & ~keep
+        if not np.any(dropped & (values < -_VIOLATION_FRACTION)):
+            break  # a violation below that is left to the exact projection
+        # the violated rows, and the dropped rows close to their boundary with them; rows at
+        # zero to rounding (those of a neuron whose weights vanish) are satisfied
         near = (values < -_ZERO_FRACTION) | ((values > _ZERO_FRACTION) & (values <= _ADD_FRACTION))
-        add = nonzero & ~keep & near
-        if not add.any():
-            break
+        add = dropped & near
         keep = keep | add
     else:
         keep = keep & ~add  # the rows of the last solve, which the duals belong to
@@ -105,12 +108,20 @@ def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
     return PolishResult(weights, full, int(keep.sum()))
 
 
-def _relative_values(rows_all, blocks_u) -> np.ndarray:
-    """Row values ``G_r u / ||u||_{2,1}`` per working block: (K, n R); 0 for a zero block."""
-    K, _, width_d = rows_all.shape
+def _relative_values(rows_all, blocks_u, n_samples) -> np.ndarray:
+    """Row values per working block, (K, n R), each relative to the weights it involves.
+
+    A first-layer row of neuron j (rows ``j n .. j n + n - 1``) is divided by ``||u_j||``;
+    a second-layer row (depth 3, rows from ``m1 n`` on) by ``||u||_{2,1}``.  A row whose
+    weights vanish gets 0.  (Against the block norm alone, every row of a weak neuron would
+    count as near its boundary.)
+    """
+    K, n_rows, width_d = rows_all.shape
     values = (rows_all @ blocks_u.reshape(K, width_d, 1))[..., 0]
-    norms = np.linalg.norm(blocks_u, axis=2).sum(axis=1)
-    return values / np.maximum(norms, np.finfo(float).tiny)[:, None]
+    neuron_norms = np.linalg.norm(blocks_u, axis=2)  # (K, m1)
+    per_kind = np.hstack([neuron_norms, neuron_norms.sum(axis=1, keepdims=True)])
+    scale = np.repeat(per_kind[:, : n_rows // n_samples], n_samples, axis=1)
+    return values / np.maximum(scale, np.finfo(float).tiny)
 
 
 def _block_rows(scaled, pairs) -> np.ndarray:
@@ -157,8 +168,11 @@ def _solve_reduced(problem, design, rows_all, keep, time_limit):
     P = np.zeros((n_u + n_groups, n_u + n_groups))
     P[:n_u, :n_u] = design.T @ design
     q = np.concatenate([-(design.T @ problem.y), np.full(n_groups, problem.beta)])
-    rows = sparse.block_diag([sparse.csr_matrix(rows_all[k][keep[k]]) for k in range(n_pairs)])
-    L = sparse.hstack([rows, sparse.csr_matrix((rows.shape[0], n_groups))], format="csr")
+    L = BlockRows(
+        [rows_all[k][keep[k]] for k in range(n_pairs)],
+        np.arange(n_pairs) * width_d,
+        n_u + n_groups,
+    )
     groups = np.arange(n_groups)
     cones = np.hstack([n_u + groups[:, None], groups[:, None] * d + np.arange(d)])
     result = solve_qp_socp(P, q, L, cones, tol=_IP_TOLERANCE, time_limit=time_limit)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import sparse
 
-from admmrelu.conic_ipm import solve_qp_socp
+from admmrelu.conic_ipm import BlockRows, solve_qp_socp
 
 
 def group_lasso_program(seed, n_groups, d, n, m, beta):
@@ -24,8 +24,14 @@ def group_lasso_program(seed, n_groups, d, n, m, beta):
     P = np.zeros((N + n_groups, N + n_groups))
     P[:N, :N] = F.T @ F
     q = np.concatenate([-F.T @ y, np.full(n_groups, beta)])
-    rows = sparse.random(m, N, density=min(1.0, 3.0 / d), random_state=seed, format="csr")
-    L = sparse.hstack([rows, sparse.csr_matrix((m, n_groups))], format="csr")
+    # rows in blocks of two groups each (as the polish's rows touch one working block)
+    starts = np.arange(0, N, 2 * d)
+    sizes = rng.multinomial(m, np.ones(len(starts)) / len(starts))
+    blocks = [
+        rng.standard_normal((size, min(2 * d, N - start)))
+        for size, start in zip(sizes, starts, strict=True)
+    ]
+    L = BlockRows(blocks, starts, N + n_groups)
     groups = np.arange(n_groups)
     cones = np.hstack([N + groups[:, None], groups[:, None] * d + np.arange(d)])
     return P, q, L, cones
@@ -35,11 +41,14 @@ def clarabel_objective(P, q, L, cones):
     """The same program through Clarabel at 1e-10 (an independent solver)."""
     n_x, (K, k) = len(q), cones.shape
     socs = [sparse.csr_matrix((-np.ones(k), (np.arange(k), c)), shape=(k, n_x)) for c in cones]
-    A = sparse.vstack([-L, *socs], format="csc")
+    dense_L = np.zeros((L.n_rows, n_x))
+    for B, cols, rows in L._slices():
+        dense_L[rows, cols] = B
+    A = sparse.vstack([-sparse.csr_matrix(dense_L), *socs], format="csc")
     settings_ = clarabel.DefaultSettings()
     settings_.verbose = False
     settings_.tol_gap_abs = settings_.tol_gap_rel = settings_.tol_feas = 1e-10
-    cone_list = [clarabel.NonnegativeConeT(L.shape[0])] + [clarabel.SecondOrderConeT(k)] * K
+    cone_list = [clarabel.NonnegativeConeT(L.n_rows)] + [clarabel.SecondOrderConeT(k)] * K
     solver = clarabel.DefaultSolver(
         sparse.triu(sparse.csc_matrix(P)).tocsc(), q, A, np.zeros(A.shape[0]), cone_list, settings_
     )
@@ -69,13 +78,13 @@ def test_matches_clarabel_and_kkt(seed, n_groups, d, n, m, beta):
     # primal feasibility to the solver's tolerance (relative to the size of x)
     size = 1.0 + np.abs(x).max()
     if m:
-        assert (L @ x).min() >= -1e-8 * size
+        assert L.apply(x).min() >= -1e-8 * size
     t, u = x[cones[:, 0]], x[cones[:, 1:]]
     assert np.all(t >= np.linalg.norm(u, axis=1) - 1e-8 * size)
     # the multipliers of L x >= 0 are non-negative and, with the cone duals implied by
     # stationarity, certify: P x + q - L^T z = S^T z_soc where z_soc must lie in the cone
     assert np.all(res.z_linear >= -1e-10)
-    z_soc = (P @ x + q - L.T @ res.z_linear)[cones]
+    z_soc = (P @ x + q - L.adjoint(res.z_linear))[cones]
     assert np.all(z_soc[:, 0] >= np.linalg.norm(z_soc[:, 1:], axis=1) - 1e-6 * scale)
 
 
