@@ -28,7 +28,7 @@ _KEEP_FRACTION = 5e-2
 #: at the reduced solution (violated rows, and the rows close to violation with them, which
 #: saves rounds).
 _ADD_FRACTION = 1e-3
-#: Dropped rows violated by less than this fraction of their weights' norm are left to the
+#: Dropped rows violated by less than this fraction of their block's norm are left to the
 #: exact projection that follows the polish (it moves the objective by about as much).
 _VIOLATION_FRACTION = 1e-9
 #: Row values within this fraction of the block norm count as zero (rounding).
@@ -89,7 +89,9 @@ def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
         u_blocks = u.reshape(len(pairs), width, d)
         values = _relative_values(rows_all, u_blocks, problem.n_samples)
         dropped = nonzero & ~keep
-        if not np.any(dropped & (values < -_VIOLATION_FRACTION)):
+        block_norms = np.linalg.norm(u_blocks, axis=2).sum(axis=1, keepdims=True)
+        raw = (rows_all @ u.reshape(len(pairs), width * d, 1))[..., 0]
+        if not np.any(dropped & (raw < -_VIOLATION_FRACTION * block_norms)):
             break  # a violation below that is left to the exact projection
         # the violated rows, and the dropped rows close to their boundary with them; rows at
         # zero to rounding (those of a neuron whose weights vanish) are satisfied

@@ -57,23 +57,25 @@ def loss_coupled_projection(a, coef, y, rho, theta):
         The residuals ``coef q - y`` at q (the loss gradient is ``coef * theta``).
     """
     theta = np.array(theta, dtype=np.float64, copy=True)
-    scale = 1.0 + np.abs(y) + np.sum(np.abs(coef * a), axis=1)
-    lo = np.full_like(theta, -np.inf)
-    hi = np.full_like(theta, np.inf)
-    todo = np.arange(len(theta))
+    n = len(theta)
+    lo = np.full(n, -np.inf)
+    hi = np.full(n, np.inf)
+    todo = np.arange(n)
     for _ in range(_MAX_NEWTON_STEPS):
-        c, t = coef[todo], theta[todo]
-        q = np.maximum(a[todo] - c * (t / rho)[:, None], 0.0)
-        phi = t - np.sum(c * q, axis=1) + y[todo]
-        done = np.abs(phi) <= 1e-14 * scale[todo]
-        slope = 1.0 + np.sum(c * c * (q > 0), axis=1) / rho
-        lo[todo] = np.where(phi < 0, np.maximum(lo[todo], t), lo[todo])
-        hi[todo] = np.where(phi > 0, np.minimum(hi[todo], t), hi[todo])
-        lo[todo] = np.maximum(lo[todo], t - np.abs(phi))
-        hi[todo] = np.minimum(hi[todo], t + np.abs(phi))
+        every = todo.size == n  # no gather while all rows are still open (the usual case)
+        c = coef if every else coef[todo]
+        t = theta if every else theta[todo]
+        cq = c * np.maximum((a if every else a[todo]) - c * (t / rho)[:, None], 0.0)
+        prediction = np.sum(cq, axis=1)
+        phi = t - prediction + y[todo]
+        done = np.abs(phi) <= 1e-14 * (1.0 + np.abs(y[todo]) + np.sum(np.abs(cq), axis=1))
+        slope = 1.0 + np.sum(c * c * (cq != 0), axis=1) / rho
+        # bracket the root: phi is increasing, and the root lies within |phi| of t
+        low = np.maximum(np.where(phi < 0, np.maximum(lo[todo], t), lo[todo]), t - np.abs(phi))
+        high = np.minimum(np.where(phi > 0, np.minimum(hi[todo], t), hi[todo]), t + np.abs(phi))
+        lo[todo], hi[todo] = low, high
         newton = t - phi / slope
-        inside = (newton > lo[todo]) & (newton < hi[todo])
-        step = np.where(inside, newton, 0.5 * (lo[todo] + hi[todo]))
+        step = np.where((newton > low) & (newton < high), newton, 0.5 * (low + high))
         theta[todo] = np.where(done, t, step)
         todo = todo[~done]
         if todo.size == 0:
