@@ -57,15 +57,15 @@ from .status import Status
 _RHO_BAND = 5.0
 #: rho stays within these bounds (of the scaled problem).
 _RHO_MIN, _RHO_MAX = 1e-6, 1e6
-#: Blocks within this fraction of the soft-threshold count as working (polished) blocks.
-_NEAR_MARGIN = 0.05
 #: The polish starts from the blocks of z above this fraction of its largest block norm
 #: (the certificate adds any block that was missed).
-_POLISH_FRACTION = 1e-2
+_POLISH_FRACTION = 3e-2
 #: Largest reduced program the polish builds (variables m1 d per block; dense solve).
 _POLISH_MAX_VARIABLES = 3000
-#: A finish is tried once the working set has not changed for this many iterations ...
+#: A finish is tried once the polish's blocks changed by at most _SETTLED_CHANGE of their
+#: number (at least one block) over this many iterations ...
 _STABLE_ITERATIONS = 50
+_SETTLED_CHANGE = 0.1
 #: ... and the residuals are within this factor of their tolerances.
 _LOOSE_FACTOR = 1e5
 #: Iterations to wait after a failed finish before the next (doubled after each failure).
@@ -253,18 +253,6 @@ class _Splitting:
         )
         return _Step(z=z, s=s, u_z=u_z, u_s=u_s, x=x, Gx=Gx, Tw=Tw)
 
-    def working_set(self, step, rho):
-        """(2, P) bool: the blocks that are non-zero in z or nearly so.
-
-        ``w_z = z + u_z`` is the point before the soft-threshold: a group is non-zero in
-        z when its norm exceeds beta / rho, and is counted here above ``(1 - margin)``
-        times that.  In degenerate problems (many blocks represent nearly one neuron) the
-        non-zero set of z keeps changing while this superset settles early.
-        """
-        w_z = step.z + step.u_z
-        threshold = (1.0 - _NEAR_MARGIN) * self.beta / rho
-        return np.max(np.linalg.norm(w_z, axis=3), axis=2) > threshold
-
     def rescale_duals(self, step, factor):
         """The point w after the scaled duals are multiplied by ``factor`` (new rho)."""
         return np.concatenate(
@@ -344,7 +332,7 @@ class _Run:
         self.log.header(self.problem, s, rho)
         accel = AndersonAccelerator(s.anderson_memory)
         status, step, iteration = None, None, 0
-        active, active_since, next_finish, wait = None, 0, 0, _FIRST_WAIT
+        recent_sets, next_finish, wait = {}, 0, _FIRST_WAIT  # iteration -> polish blocks
         try:
             while status is None:
                 if iteration >= s.max_iter:
@@ -360,10 +348,8 @@ class _Run:
                     break
                 if iteration % s.check_every == 0:
                     check = self._check(step, rho, iteration, start)
-                    now_active = self.split.working_set(step, rho)
-                    if active is None or np.any(now_active != active):
-                        active, active_since = now_active, iteration
-                    stable = iteration - active_since >= _STABLE_ITERATIONS
+                    recent_sets[iteration] = self._polish_blocks(step.z)
+                    stable = _settled(recent_sets, iteration)
                     loose = check.within(_LOOSE_FACTOR)
                     if iteration >= next_finish and (
                         check.within(1.0) or (s.polish and stable and loose)
@@ -607,6 +593,22 @@ class _Check:
         if 1.0 / _RHO_BAND <= factor <= _RHO_BAND:
             return rho
         return float(np.clip(rho * factor, _RHO_MIN, _RHO_MAX))
+
+
+def _settled(recent_sets: dict, iteration: int) -> bool:
+    """Whether the polish's blocks now and ``_STABLE_ITERATIONS`` ago differ by at most
+    ``max(1, _SETTLED_CHANGE * count)`` blocks (older entries are dropped).  In degenerate
+    problems (many blocks represent nearly one neuron) the set keeps drifting by a block or
+    two while the polish would already succeed; a strict "unchanged" test waits far longer.
+    """
+    then = iteration - _STABLE_ITERATIONS
+    for old in [k for k in recent_sets if k < then]:
+        del recent_sets[old]
+    if then not in recent_sets:
+        return False
+    now = recent_sets[iteration]
+    changed = int(np.count_nonzero(now != recent_sets[then]))
+    return changed <= max(1, _SETTLED_CHANGE * int(now.sum()))
 
 
 def _adapt_now(iteration: int, settings: ADMMSettings) -> bool:
