@@ -16,9 +16,11 @@ the Newton system is reduced to the normal equations
     (P + G^T W^-2 G) dx = rhs,
 
 whose matrix is dense (P) plus block-sparse terms; one Cholesky factor serves both the
-predictor and the corrector.  Why not Clarabel: its sparse LDL^T handles the dense P about
-ten times slower than LAPACK's Cholesky at these sizes (measured in bench/vs_cvxpy.py's
-instances, docs/solver.md).
+predictor and the corrector.  Why not Clarabel: its sparse LDL^T handles the dense P far
+slower than LAPACK's Cholesky.  Measured on the polish programs of bench/vs_cvxpy.py's
+instances (one thread, 2-core machine): 1134 variables and 9118 rows, 0.73 s here (33
+iterations) against 2.52 s for Clarabel at 1e-10; 1470 variables and 11324 rows, 1.28 s
+against 5.69 s; objectives equal to 2e-9 and 5e-9 relative.
 
 The dual variables z of the linear rows are the multipliers of ``L x >= 0``:
 ``P x + q = L^T z_lin + S^T z_soc`` at the solution.
