@@ -306,7 +306,6 @@ class _Run:
     """One solve: the iteration loop, its checks, finishes and the final result."""
 
     def __init__(self, solver, problem, scaled, settings):
-        self.solver = solver
         self.problem = problem
         self.scaled = scaled
         self.settings = settings

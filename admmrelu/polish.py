@@ -10,9 +10,9 @@ blocks only the cone rows near their boundary matter.  The reduced program
 has a few hundred to a few thousand variables.  It is degenerate (an active block sits on
 an extreme ray of its cone, with about d active rows), which defeats a plain
 Newton/active-set polish, so it is solved by an interior-point method on the dense
-``F_W^T F_W`` (:mod:`admmrelu.conic_ipm`).  Rows that the
-polished point violates are added and the reduced program re-solved; blocks outside the
-working set are checked by the caller through the certificate (column generation).
+``F_W^T F_W`` (:mod:`admmrelu.conic_ipm`).  Rows that the polished point violates are
+added and the reduced program re-solved; blocks outside the working set are checked by the
+caller through the certificate (column generation).
 """
 
 import time
@@ -22,7 +22,8 @@ import numpy as np
 
 from .conic_ipm import BlockRows, solve_qp_socp
 
-#: A row is kept from the start when its value is below this fraction of its block's norm.
+#: A row is kept from the start when its value is below this fraction of the norm of the
+#: weights it involves (see :func:`_relative`).
 _KEEP_FRACTION = 5e-2
 #: A dropped row is added back when its value falls below this fraction of the block norm
 #: at the reduced solution (violated rows, and the rows close to violation with them, which
@@ -50,7 +51,7 @@ class PolishResult:
     weights : ndarray (2, P, m1, d)
         Zero outside the working blocks.
     multipliers : ndarray (n, 2, P, R)
-        Clarabel's cone multipliers on the kept unit-norm rows (zero elsewhere).
+        The interior point's cone multipliers on the kept unit-norm rows (zero elsewhere).
     n_rows : int
         Cone rows in the last reduced solve.
     """
@@ -65,7 +66,7 @@ def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
 
     ``directions`` (2, P, m1, d), non-zero on the working blocks (e.g. the ADMM's point
     before the soft-threshold), chooses the rows kept at first: those whose value there
-    is below ``_KEEP_FRACTION`` of the block's norm.  Identically zero rows (depth 3,
+    is below ``_KEEP_FRACTION`` of the weights they involve.  Identically zero rows (depth 3,
     samples where no first-layer neuron is on) are never kept.  Returns None when the
     interior-point solve fails or runs past ``time_limit`` seconds (None: no limit).
     """
@@ -76,7 +77,7 @@ def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
     width, d = problem.width, problem.n_features
     nonzero = np.any(rows_all != 0, axis=2)
     start = directions[pairs[:, 0], pairs[:, 1]]
-    keep = nonzero & (_relative_values(rows_all, start, problem.n_samples) <= _KEEP_FRACTION)
+    keep = nonzero & (_relative(rows_all, start, problem.n_samples)[0] <= _KEEP_FRACTION)
     design = _design_matrix(scaled, pairs)
     for _ in range(_MAX_ROUNDS):
         left = None if deadline is None else deadline - time.perf_counter()
@@ -87,10 +88,9 @@ def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
             return None
         u, duals = solution
         u_blocks = u.reshape(len(pairs), width, d)
-        values = _relative_values(rows_all, u_blocks, problem.n_samples)
+        values, raw = _relative(rows_all, u_blocks, problem.n_samples)
         dropped = nonzero & ~keep
         block_norms = np.linalg.norm(u_blocks, axis=2).sum(axis=1, keepdims=True)
-        raw = (rows_all @ u.reshape(len(pairs), width * d, 1))[..., 0]
         if not np.any(dropped & (raw < -_VIOLATION_FRACTION * block_norms)):
             break  # a violation below that is left to the exact projection
         # the violated rows, and the dropped rows close to their boundary with them; rows at
@@ -110,8 +110,9 @@ def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
     return PolishResult(weights, full, int(keep.sum()))
 
 
-def _relative_values(rows_all, blocks_u, n_samples) -> np.ndarray:
-    """Row values per working block, (K, n R), each relative to the weights it involves.
+def _relative(rows_all, blocks_u, n_samples):
+    """Row values per working block, (K, n R), relative to the weights each involves, and
+    the raw values.
 
     A first-layer row of neuron j (rows ``j n .. j n + n - 1``) is divided by ``||u_j||``;
     a second-layer row (depth 3, rows from ``m1 n`` on) by ``||u||_{2,1}``.  A row whose
@@ -119,11 +120,11 @@ def _relative_values(rows_all, blocks_u, n_samples) -> np.ndarray:
     count as near its boundary.)
     """
     K, n_rows, width_d = rows_all.shape
-    values = (rows_all @ blocks_u.reshape(K, width_d, 1))[..., 0]
+    raw = (rows_all @ blocks_u.reshape(K, width_d, 1))[..., 0]
     neuron_norms = np.linalg.norm(blocks_u, axis=2)  # (K, m1)
     per_kind = np.hstack([neuron_norms, neuron_norms.sum(axis=1, keepdims=True)])
     scale = np.repeat(per_kind[:, : n_rows // n_samples], n_samples, axis=1)
-    return values / np.maximum(scale, np.finfo(float).tiny)
+    return raw / np.maximum(scale, np.finfo(float).tiny), raw
 
 
 def _block_rows(scaled, pairs) -> np.ndarray:

@@ -1,0 +1,33 @@
+"""The benchmark script runs end to end on its tiny instances (so it cannot rot unseen)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "vs_cvxpy.py"
+
+
+@pytest.mark.slow
+def test_vs_cvxpy_quick_run_writes_a_consistent_table(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    table = (tmp_path / "vs_cvxpy.md").read_text()
+    data = json.loads((tmp_path / "vs_cvxpy.json").read_text())
+    for instance in data["instances"]:
+        solves = instance["solves"]
+        assert set(solves) == {"admm", "CLARABEL", "ECOS", "SCS"}
+        assert instance["name"] in table
+        # both points are feasible with certified gaps <= 1e-6 objective ("optimal"), so
+        # both objectives lie in [p*, p* / (1 - 1e-6)] and differ by at most ~1e-6 p*
+        admm, clarabel = solves["admm"], solves["CLARABEL"]
+        assert admm["status"] == clarabel["status"] == "optimal"
+        assert abs(admm["objective"] - clarabel["objective"]) <= 1.01e-6 * clarabel["objective"]
+        assert admm["relative_violation"] <= 1e-8
