@@ -70,9 +70,15 @@ def loss_coupled_projection(a, coef, y, rho, theta):
         phi = t - prediction + y[todo]
         done = np.abs(phi) <= 1e-14 * (1.0 + np.abs(y[todo]) + np.sum(np.abs(cq), axis=1))
         slope = 1.0 + np.sum(c * c * (cq != 0), axis=1) / rho
-        # bracket the root: phi is increasing, and the root lies within |phi| of t
-        low = np.maximum(np.where(phi < 0, np.maximum(lo[todo], t), lo[todo]), t - np.abs(phi))
-        high = np.minimum(np.where(phi > 0, np.minimum(hi[todo], t), hi[todo]), t + np.abs(phi))
+        # bracket the root: phi is increasing with slope >= 1, so the root lies within
+        # |phi| of t; both facts hold for the computed phi only up to its rounding error
+        error = (
+            4 * np.finfo(float).eps * (np.abs(t) + np.sum(np.abs(cq), axis=1) + np.abs(y[todo]))
+        )
+        low = np.where(phi < -error, np.maximum(lo[todo], t), lo[todo])
+        high = np.where(phi > error, np.minimum(hi[todo], t), hi[todo])
+        low = np.maximum(low, t - np.abs(phi) - error)
+        high = np.minimum(high, t + np.abs(phi) + error)
         lo[todo], hi[todo] = low, high
         newton = t - phi / slope
         step = np.where((newton > low) & (newton < high), newton, 0.5 * (low + high))
