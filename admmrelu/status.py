@@ -8,9 +8,13 @@ class Status(StrEnum):
 
     Because ``Status`` is a ``StrEnum``, ``res.status == "optimal"`` holds.
 
-    ``optimal`` always means that the solver's own tolerances *and* the
-    certificate gap tolerance were met; a solve that only met relaxed
-    tolerances is ``optimal_inaccurate``.
+    ``optimal`` always means that the returned point is cone-feasible and its
+    *certified* gap (objective minus a rigorous dual bound) met the gap
+    tolerance: for the ADMM, ``eps_abs b^2 + eps_rel * objective`` with the
+    point feasible to ``eps_feas``; for cvxpy, ``gap_tol * objective`` on a
+    point the backend returned as a solution (its own "optimal" or
+    "optimal_inaccurate": the certificate, not the backend's flag, decides).
+    A solve that only met relaxed tolerances is ``optimal_inaccurate``.
     """
 
     OPTIMAL = "optimal"
