@@ -70,8 +70,8 @@ _SETTLED_CHANGE = 0.1
 _LOOSE_FACTOR = 1e5
 #: Iterations to wait after a failed finish before the next (doubled after each failure).
 _FIRST_WAIT = 50
-#: Rounds of adding the blocks that the certificate finds violated.
-_COLUMN_ROUNDS = 3
+#: Rounds of adding the blocks that the certificate finds violated, per finish.
+_COLUMN_ROUNDS = 10
 #: Fraction of the gap tolerance that the certificate may spend on unrefined blocks.
 _CERTIFICATE_SHARE = 0.1
 #: Accelerated gradient steps that improve the ADMM's multipliers before a certificate.
@@ -317,6 +317,8 @@ class _Run:
         self.polish_time = 0.0
         self.certificate_time = 0.0
         self.deadline = None  # perf_counter time at which time_limit runs out
+        # (2, P): blocks that column generation added; every later polish keeps them
+        self.generated = np.zeros((2, problem.n_blocks), dtype=bool)
 
     # ---------------------------------------------------------------- driver
     def _time_left(self) -> float | None:
@@ -439,7 +441,7 @@ class _Run:
         """Polish (or project), certify, keep the best point; True when it meets the
         tolerances multiplied by ``tolerance_factor``."""
         admm_mu = self._admm_multipliers(step, rho)
-        working = self._polish_blocks(step.z)
+        working = self._polish_blocks(step.z) | self.generated
         candidate = None
         if use_polish and self.settings.polish and working.any():
             for _ in range(_COLUMN_ROUNDS):
@@ -458,8 +460,13 @@ class _Run:
                     f"{candidate.objective:.10g}, gap {candidate.gap:.3e}"
                     + (f", adding {violated.sum()} blocks" if violated.any() else "")
                 )
+                self.generated |= violated
                 working_size = (working | violated).sum() * step.z.shape[2] * step.z.shape[3]
-                if not violated.any() or working_size > 2 * _POLISH_MAX_VARIABLES:
+                if (
+                    self._meets(candidate, tolerance_factor)
+                    or not violated.any()
+                    or working_size > 2 * _POLISH_MAX_VARIABLES
+                ):
                     break
                 working |= violated
         if candidate is None:

@@ -108,7 +108,7 @@ class BlockRows:
             M[cols, cols] += (B.T * weights[rows]) @ B
 
 
-def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None) -> IPMResult:
+def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None, offset=0.0) -> IPMResult:
     """Solve the program of the module docstring.
 
     Parameters
@@ -124,6 +124,11 @@ def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None) -> IPM
         ``converged`` says whether ``_REDUCED_FACTOR * tol`` was met.
     time_limit : float or None
         Seconds; the iteration stops (not converged) when they run out.
+    offset : float
+        A constant of the caller's objective left out of ``q``: the gap is measured
+        relative to ``max(1, |objective + offset|)`` (the polish passes ``0.5 ||y||^2``, so
+        that a good fit, whose objective is far below it, is still solved to ``tol`` of its
+        own size).
     """
     deadline = None if time_limit is None else time.perf_counter() + time_limit
     n_x, m = len(q), L.n_rows
@@ -142,7 +147,7 @@ def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None) -> IPM
         objective = 0.5 * float(x @ P @ x) + float(q @ x)
         primal = max(_max_abs(r_lin), _max_abs(r_soc)) / (1.0 + _max_abs(x))
         dual = _max_abs(r_x) / scale_q
-        parts = (primal, dual, gap / max(1.0, abs(objective)))
+        parts = (primal, dual, gap / max(1.0, abs(objective + offset)))
         accuracy = max(parts)
         if accuracy <= tol:
             converged = True

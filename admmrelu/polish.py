@@ -178,7 +178,8 @@ def _solve_reduced(problem, design, rows_all, keep, time_limit):
     )
     groups = np.arange(n_groups)
     cones = np.hstack([n_u + groups[:, None], groups[:, None] * d + np.arange(d)])
-    result = solve_qp_socp(P, q, L, cones, tol=_IP_TOLERANCE, time_limit=time_limit)
+    offset = 0.5 * float(problem.y @ problem.y)  # the loss's constant, left out of q
+    result = solve_qp_socp(P, q, L, cones, _IP_TOLERANCE, time_limit=time_limit, offset=offset)
     if not result.converged:
         return None
     return result.x[:n_u], result.z_linear
