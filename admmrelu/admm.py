@@ -319,6 +319,8 @@ class _Run:
         self.deadline = None  # perf_counter time at which time_limit runs out
         # (2, P): blocks that column generation added; every later polish keeps them
         self.generated = np.zeros((2, problem.n_blocks), dtype=bool)
+        n, _, P, R = problem.cone_shape
+        self.known_rows = np.zeros((2, P, n * R), dtype=bool)  # rows earlier polishes needed
 
     # ---------------------------------------------------------------- driver
     def _time_left(self) -> float | None:
@@ -446,11 +448,14 @@ class _Run:
         if use_polish and self.settings.polish and working.any():
             for _ in range(_COLUMN_ROUNDS):
                 start = time.perf_counter()
-                result = polish(self.scaled, working, step.z + step.u_z, self._time_left())
+                result = polish(
+                    self.scaled, working, step.z + step.u_z, self._time_left(), self.known_rows
+                )
                 self.polish_time += time.perf_counter() - start
                 if result is None:
                     self.log.message(f"polish on {working.sum()} blocks failed")
                     break
+                self.known_rows |= result.rows
                 mu = np.where(working[None, :, :, None], result.multipliers, admm_mu)
                 weights = self.scaled.to_original(result.weights)
                 candidate = self._candidate(weights, mu, exact_blocks=working)

@@ -54,21 +54,28 @@ class PolishResult:
         The interior point's cone multipliers on the kept unit-norm rows (zero elsewhere).
     n_rows : int
         Cone rows in the last reduced solve.
+    rows : bool ndarray (2, P, n R)
+        Those rows (row ``r n + i`` of a block: first-layer row of neuron r < m1, or the
+        second-layer row for r = m1), for the next polish to start from.
     """
 
     weights: np.ndarray
     multipliers: np.ndarray
     n_rows: int
+    rows: np.ndarray
 
 
-def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
+def polish(scaled, blocks, directions, time_limit=None, known_rows=None) -> PolishResult | None:
     """Solve the reduced program of ``scaled`` on the (2, P) bool mask ``blocks``.
 
     ``directions`` (2, P, m1, d), non-zero on the working blocks (e.g. the ADMM's point
     before the soft-threshold), chooses the rows kept at first: those whose value there
     is below ``_KEEP_FRACTION`` of the weights they involve.  Identically zero rows (depth 3,
-    samples where no first-layer neuron is on) are never kept.  Returns None when the
-    interior-point solve fails or runs past ``time_limit`` seconds (None: no limit).
+    samples where no first-layer neuron is on) are never kept.  ``known_rows`` (2, P, n R),
+    optional: rows an earlier polish needed, kept from the start too (after column
+    generation adds a block, the re-solve then needs no new rounds for the old ones).
+    Returns None when the interior-point solve fails or runs past ``time_limit`` seconds
+    (None: no limit).
     """
     deadline = None if time_limit is None else time.perf_counter() + time_limit
     problem = scaled.problem
@@ -78,6 +85,8 @@ def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
     nonzero = np.any(rows_all != 0, axis=2)
     start = directions[pairs[:, 0], pairs[:, 1]]
     keep = nonzero & (_relative(rows_all, start, problem.n_samples)[0] <= _KEEP_FRACTION)
+    if known_rows is not None:
+        keep |= nonzero & known_rows[pairs[:, 0], pairs[:, 1]]
     design = _design_matrix(scaled, pairs)
     for _ in range(_MAX_ROUNDS):
         left = None if deadline is None else deadline - time.perf_counter()
@@ -107,7 +116,9 @@ def polish(scaled, blocks, directions, time_limit=None) -> PolishResult | None:
     n, R = problem.n_samples, problem.cone_shape[3]
     full = np.zeros(problem.cone_shape)
     full[:, pairs[:, 0], pairs[:, 1], :] = multipliers.reshape(len(pairs), R, n).transpose(2, 0, 1)
-    return PolishResult(weights, full, int(keep.sum()))
+    rows = np.zeros((2, problem.n_blocks, keep.shape[1]), dtype=bool)
+    rows[pairs[:, 0], pairs[:, 1]] = keep
+    return PolishResult(weights, full, int(keep.sum()), rows)
 
 
 def _relative(rows_all, blocks_u, n_samples):
