@@ -55,7 +55,11 @@ def block_upper_bounds(problem, v, multipliers=None) -> np.ndarray:
     (n, 2, P, R) >= 0 are given (for instance a solver's duals),
     ``max_j ||(A_t^T v + G_t^T mu)_j||`` where that is smaller.
     """
-    Z = problem.adjoint(v)  # (2, P, m1, d): (A_t^T v, -A_t^T v)
+    return _upper_bounds(problem, problem.adjoint(v), multipliers)
+
+
+def _upper_bounds(problem, Z, multipliers) -> np.ndarray:
+    """:func:`block_upper_bounds` from ``Z = problem.adjoint(v)`` (2, P, m1, d)."""
     bound = np.max(np.linalg.norm(Z, axis=3), axis=2)
     if multipliers is not None:
         shifted = Z + problem.cone_adjoint(np.maximum(multipliers, 0.0))
@@ -75,7 +79,7 @@ def max_block_dual_norm(problem, v, multipliers=None, target=0.0) -> tuple[float
     larger of the refined maximum and the largest unrefined bound: still an upper bound.
     """
     Z = problem.adjoint(v)  # (2, P, m1, d): A_t^T v and -A_t^T v
-    upper = block_upper_bounds(problem, v, multipliers)
+    upper = _upper_bounds(problem, Z, multipliers)
     exact = np.full((2, problem.n_blocks), np.nan)
     best = 0.0
     for flat in np.argsort(-upper, axis=None, kind="stable"):
