@@ -38,15 +38,16 @@ within ``eps_abs + eps_rel * objective`` and the point is cone-feasible to ``eps
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from .anderson import AndersonAccelerator
-from .certificate import block_upper_bounds, certify, improve_multipliers, scaled_dual_bound
+from .certificate import bounds_from_products, certify, improve_multipliers, scaled_dual_bound
 from .kernels import get_backend
+from .kernels._reference import slack
 from .linsys import BlockDiagonalSystem, KroneckerWoodburySystem
 from .polish import polish
-from .prox import block_soft_threshold, loss_coupled_projection
 from .results import History, SolveResult
 from .scaling import ScaledProblem
 from .settings import ADMMSettings
@@ -119,27 +120,46 @@ class _Candidate:
 class ADMMSolver:
     """ADMM for one problem's data and blocks; solve it for any beta.
 
-    The setup (scaling, the x-update factorizations) depends on X and the blocks only,
-    so :meth:`solve` can be called for many betas (:func:`solve_path`) and reuses it.
+    The setup (scaling, the x-update factorizations, the data on the device) depends on
+    X and the blocks only, so :meth:`solve` can be called for many betas
+    (:func:`solve_path`) and reuses it.
 
     Parameters
     ----------
     problem : ConvexReLUProblem
-    device : {"cpu", "auto"}, default="cpu"
+    device : {"cpu", "gpu", "auto", "numpy"}, default="cpu"
+        Where the iterations run: ``"cpu"`` (numba kernels), ``"gpu"`` (cupy; every
+        iterate stays on the GPU and only the checks every ``check_every`` iterations
+        read scalars back), ``"auto"`` (the GPU when usable), ``"numpy"`` (the plain
+        reference kernels, for comparisons).  The finish (polish, certificate) always
+        runs on the host in float64.
+    dtype : {"float64", "float32"}, default="float64"
+        Precision of the iterations.  float32 halves memory and traffic; the returned
+        point and its certificate are still computed in float64, so the statuses keep
+        their meaning (float32 iterates just reach the finish less precisely).
     """
 
-    def __init__(self, problem, device: str = "cpu"):
+    def __init__(self, problem, device: str = "cpu", dtype: str = "float64"):
         start = time.perf_counter()
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
         self.backend = get_backend(device)
+        self.dtype = dtype
         self.problem = problem
         self.scaled = ScaledProblem.from_problem(problem)
         arr = problem.arrangements
+        to_device = self.backend.asarray
+        self.X_loss = to_device(self.scaled.problem.X, dtype)
+        X_cone = to_device(self.scaled.X_cone, dtype)
+        masks1 = to_device(arr.masks1)
+        signs = to_device(arr.signs, dtype)
+        masks2 = None if arr.masks2 is None else to_device(arr.masks2)
+        self.cone_operands = (X_cone, masks1, signs, masks2)
+        self.loss_operands = (self.X_loss, masks1, signs, masks2)
         if problem.depth == 2:
-            self.system = KroneckerWoodburySystem(
-                self.scaled.problem.X, self.scaled.X_cone, arr.masks1, arr.signs
-            )
+            self.system = KroneckerWoodburySystem(self.backend, self.X_loss, X_cone, masks1, signs)
         else:
-            self.system = BlockDiagonalSystem(self.scaled.X_cone, arr.masks1, arr.signs)
+            self.system = BlockDiagonalSystem(self.backend, X_cone, masks1, signs)
         self.setup_time = time.perf_counter() - start
         self._setup_pending = True  # the first solve reports the setup time
 
@@ -155,12 +175,15 @@ class ADMMSolver:
         return run.execute(setup_time)
 
 
-def solve_admm(problem, device: str = "cpu", **options) -> SolveResult:
-    """``problem.solve(solver="admm", ...)``: set up and solve once."""
-    return ADMMSolver(problem, device).solve(**options)
+def solve_admm(problem, device: str = "cpu", dtype: str = "float64", **options) -> SolveResult:
+    """``problem.solve(solver="admm", ...)``: set up (see :class:`ADMMSolver` for
+    ``device`` and ``dtype``) and solve once."""
+    return ADMMSolver(problem, device, dtype).solve(**options)
 
 
-def solve_path(problem, betas, device: str = "cpu", **options) -> list[SolveResult]:
+def solve_path(
+    problem, betas, device: str = "cpu", dtype: str = "float64", **options
+) -> list[SolveResult]:
     """Solve ``problem`` for each beta in ``betas``, each warm-started from the previous.
 
     One setup (scaling, factorizations) serves the whole path, and each solve starts
@@ -178,7 +201,7 @@ def solve_path(problem, betas, device: str = "cpu", **options) -> list[SolveResu
     betas = list(np.atleast_1d(np.asarray(betas, dtype=np.float64)))
     if not betas:
         raise ValueError("betas must hold at least one value")
-    solver = ADMMSolver(problem, device)
+    solver = ADMMSolver(problem, device, dtype)
     results, previous = [], None
     for beta in betas:
         previous = solver.solve(beta, warm_start=previous, **options)
@@ -187,105 +210,133 @@ def solve_path(problem, betas, device: str = "cpu", **options) -> list[SolveResu
 
 
 class _Splitting:
-    """The scaled program at one beta, split as f(x) + g_z(z) + g_s(s) (module doc)."""
+    """The scaled program at one beta, split as f(x) + g_z(z) + g_s(s) (module doc).
+
+    Its arrays live on the solver's device; the point ``w`` is a pair ``(w_z, w_s)`` of
+    shapes (2, P, m1, d) and (n, 2, P, R).
+    """
 
     def __init__(self, solver: ADMMSolver, scaled: ScaledProblem):
         problem = scaled.problem
         arr = problem.arrangements
-        self.backend = solver.backend
+        backend = solver.backend
+        self.backend = backend
+        self.xp = backend.xp
         self.system = solver.system
         self.scaled = scaled
         self.beta = problem.beta
         self.var_shape = problem.var_shape
         self.cone_shape = problem.cone_shape
-        self.size_z = int(np.prod(self.var_shape))
-        self.cone_operands = (scaled.X_cone, arr.masks1, arr.signs, arr.masks2)
+        self.cone_operands = solver.cone_operands
+        self.loss_operands = solver.loss_operands
+        self.dtype = solver.dtype
         self.depth = problem.depth
-        self.y = problem.y
+        self.y = backend.asarray(problem.y, self.dtype)
         if self.depth == 2:
-            self.loss_gradient_at_zero = problem.adjoint(problem.y)  # F~^T y~
+            self.loss_gradient_at_zero = backend.adjoint(*self.loss_operands, self.y)  # F~^T y~
             self.loss_coef = None
         else:
             self.loss_gradient_at_zero = None
             coef = scaled.row_norms[:, None] * arr.masks2  # (n, P): h_i [D2_t(i) = 1]
-            self.loss_coef = np.hstack([coef, -coef])  # copy-major, as (n, 2, P) reshapes
-            self.theta = -problem.y  # residuals of the loss-coupled prox, warm-started
-
-    # ------------------------------------------------------------- views of w
-    def split(self, w):
-        """The z part (2, P, m1, d) and s part (n, 2, P, R) of a flat point."""
-        return w[: self.size_z].reshape(self.var_shape), w[self.size_z :].reshape(self.cone_shape)
-
-    def cone(self, x):
-        return self.backend.cone(*self.cone_operands, x)
+            # copy-major, as (n, 2, P) reshapes
+            self.loss_coef = backend.asarray(np.hstack([coef, -coef]), self.dtype)
+            self.theta = -self.y  # residuals of the loss-coupled prox, warm-started
 
     def cone_adjoint(self, L):
         return self.backend.cone_adjoint(*self.cone_operands, L)
 
-    # ------------------------------------------------------------------ proxes
-    def prox_s(self, w_s, rho):
-        """prox of g_s / rho: clipping, and the loss-coupled rows at depth 3."""
-        s = np.maximum(w_s, 0.0)
-        if self.depth == 3:
-            n, _, P, R = self.cone_shape
-            a = w_s[..., R - 1].reshape(n, 2 * P)
-            q, self.theta = loss_coupled_projection(a, self.loss_coef, self.y, rho, self.theta)
-            s[..., R - 1] = q.reshape(n, 2, P)
-        return s
+    def second_layer_slacks(self, w_s, rho):
+        """q (n, 2, P): the prox of the loss-coupled second-layer rows (depth 3), else None."""
+        if self.depth == 2:
+            return None
+        n, _, P, R = self.cone_shape
+        a = w_s[..., R - 1].reshape(n, 2 * P)
+        q, self.theta = self.backend.loss_coupled_projection(
+            a, self.loss_coef, self.y, rho, self.theta
+        )
+        return q.reshape(n, 2, P)
 
     # ------------------------------------------------------------------- step
     def step(self, w, rho, alpha):
-        """One ADMM iteration ``T(w)``; returns the pieces the checks need."""
-        w_z, w_s = self.split(w)
-        z = block_soft_threshold(w_z, self.beta / rho)
-        s = self.prox_s(w_s, rho)
-        u_z, u_s = w_z - z, w_s - s
-        rhs = rho * ((z - u_z) + self.cone_adjoint(s - u_s))
+        """One ADMM iteration ``T(w)`` (two fused passes over the slacks, module doc)."""
+        backend = self.backend
+        w_z, w_s = w
+        z = backend.block_soft_threshold(w_z, self.beta / rho)
+        q = self.second_layer_slacks(w_s, rho)
+        # rho ((z - u_z) + G^T (s - u_s)) with u = w - (z, s)
+        rhs = rho * ((2 * z - w_z) + backend.reflected_cone_adjoint(*self.cone_operands, w_s, q))
         if self.loss_gradient_at_zero is not None:
             rhs += self.loss_gradient_at_zero
         x = self.system.solve(rhs, rho)
-        Gx = self.cone(x)
-        Tw = np.concatenate(
-            [
-                (alpha * x + (1.0 - alpha) * z + u_z).ravel(),
-                (alpha * Gx + (1.0 - alpha) * s + u_s).ravel(),
-            ]
+        Tw = (
+            w_z + alpha * (x - z),  # alpha x + (1 - alpha) z + u_z
+            backend.relaxed_slack_update(*self.cone_operands, x, w_s, q, alpha),
         )
-        return _Step(z=z, s=s, u_z=u_z, u_s=u_s, x=x, Gx=Gx, Tw=Tw)
+        return _Step(self, w, z, q, x, Tw)
 
     def rescale_duals(self, step, factor):
         """The point w after the scaled duals are multiplied by ``factor`` (new rho)."""
-        return np.concatenate(
-            [(step.z + factor * step.u_z).ravel(), (step.s + factor * step.u_s).ravel()]
-        )
+        return (step.z + factor * step.u_z, step.s + factor * step.u_s)
+
+    # ---------------------------------------------------------- host transfers
+    def to_host(self, a) -> np.ndarray:
+        """A device array as a float64 numpy array."""
+        return np.asarray(self.backend.to_host(a), dtype=np.float64)
+
+    def pack(self, w):
+        """The point as one flat array on the device (Anderson, warm-start state)."""
+        return self.xp.concatenate([w[0].ravel(), w[1].ravel()])
+
+    def unpack(self, flat):
+        """Inverse of :meth:`pack` (views of ``flat``)."""
+        size_z = int(np.prod(self.var_shape))
+        return flat[:size_z].reshape(self.var_shape), flat[size_z:].reshape(self.cone_shape)
 
     def initial_point(self, warm_start, problem, settings):
         """(w, rho) from a warm start, or the origin and the default rho."""
         default_rho = settings.rho or 1.0
-        zeros = np.zeros(self.size_z + int(np.prod(self.cone_shape)))
+        xp = self.xp
         if warm_start is None:
+            zeros = (
+                xp.zeros(self.var_shape, dtype=self.dtype),
+                xp.zeros(self.cone_shape, dtype=self.dtype),
+            )
             return zeros, default_rho
         _check_warm_start(warm_start, problem)
         state = warm_start.admm_state
-        if state is not None and state.w.shape == zeros.shape:
+        size = int(np.prod(self.var_shape)) + int(np.prod(self.cone_shape))
+        if state is not None and state.w.shape == (size,):
             # the duals of the z-part scale with beta (u_z lies in beta/rho times a unit ball)
-            w_z, w_s = self.split(state.w.copy())
-            z = block_soft_threshold(w_z, state.beta / state.rho)
-            w_z[...] = z + (w_z - z) * (self.beta / state.beta)
-            return np.concatenate([w_z.ravel(), w_s.ravel()]), settings.rho or state.rho
-        z = self.scaled.from_original(warm_start.weights)
-        return np.concatenate([z.ravel(), self.cone(z).ravel()]), default_rho
+            w_z, w_s = self.unpack(self.backend.asarray(state.w, self.dtype))
+            z = self.backend.block_soft_threshold(w_z, state.beta / state.rho)
+            w_z = z + (w_z - z) * (self.beta / state.beta)
+            return (w_z, w_s), settings.rho or state.rho
+        z = self.backend.asarray(self.scaled.from_original(warm_start.weights), self.dtype)
+        return (z, self.backend.cone(*self.cone_operands, z)), default_rho
 
 
-@dataclass(frozen=True)
 class _Step:
-    z: np.ndarray
-    s: np.ndarray
-    u_z: np.ndarray
-    u_s: np.ndarray
-    x: np.ndarray
-    Gx: np.ndarray
-    Tw: np.ndarray
+    """One iteration's results; the pieces only the checks need are computed on demand."""
+
+    def __init__(self, split, w, z, q, x, Tw):
+        self._split = split
+        self.w, self.z, self.q, self.x, self.Tw = w, z, q, x, Tw
+
+    @cached_property
+    def s(self):
+        return slack(self.w[1], self.q)
+
+    @cached_property
+    def u_z(self):
+        return self.w[0] - self.z
+
+    @cached_property
+    def u_s(self):
+        return self.w[1] - self.s
+
+    @cached_property
+    def Gx(self):
+        return self._split.backend.cone(*self._split.cone_operands, self.x)
 
 
 def _check_warm_start(warm_start, problem):
@@ -346,12 +397,12 @@ class _Run:
                     break
                 step = self.split.step(w, rho, s.alpha)
                 iteration += 1
-                if not np.all(np.isfinite(step.Tw)):
-                    status = Status.NUMERICAL_ERROR
-                    break
                 if iteration % s.check_every == 0:
+                    if not all(bool(self.split.xp.isfinite(part).all()) for part in step.Tw):
+                        status = Status.NUMERICAL_ERROR
+                        break
                     check = self._check(step, rho, iteration, start)
-                    recent_sets[iteration] = self._polish_blocks(step.z)
+                    recent_sets[iteration] = self._polish_blocks(self.split.to_host(step.z))
                     stable = _settled(recent_sets, iteration)
                     loose = check.within(_LOOSE_FACTOR)
                     if iteration >= next_finish and (
@@ -368,7 +419,7 @@ class _Run:
                             rho = new_rho
                             accel.reset()
                             continue
-                w = accel.step(w, step.Tw)
+                w = self._next_point(accel, w, step.Tw)
         except KeyboardInterrupt:
             status = Status.INTERRUPTED
         if status not in (Status.OPTIMAL, Status.NUMERICAL_ERROR) and step is not None:
@@ -376,8 +427,15 @@ class _Run:
         if self.best is None:  # no usable iterate (max_iter=0, a numerical error at once)
             self._consider(self._candidate(np.zeros(self.problem.var_shape), None))
         solve_end = time.perf_counter()
-        state = ADMMState(w=w, rho=rho, beta=self.split.beta)
+        state = ADMMState(w=self.split.to_host(self.split.pack(w)), rho=rho, beta=self.split.beta)
         return self._result(status, iteration, setup_time, solve_end - start, state, rho)
+
+    def _next_point(self, accel, w, Tw):
+        """``T(w)``, or its Anderson extrapolation when acceleration is on."""
+        if accel.memory == 0:
+            return Tw
+        split = self.split
+        return split.unpack(accel.step(split.pack(w), split.pack(Tw)))
 
     def _grade_after_limit(self, status, step, rho):
         """After a limit or an interrupt: the best feasible point so far, graded with
@@ -423,34 +481,41 @@ class _Run:
 
     def _estimate(self, step, rho):
         """Objective at z (which may violate the cones slightly) and a cheap dual bound,
-        both in the original scale: the verbose table's and the history's values."""
-        scaled = self.scaled.problem
-        v = scaled.y - scaled.forward(step.z)
-        objective = 0.5 * float(v @ v) + scaled.beta * scaled.regularizer(step.z)
-        mu = self._admm_multipliers(step, rho) / self.scaled.row_norms[:, None, None, None]
-        gamma = float(np.max(block_upper_bounds(scaled, v, mu)))
-        bound, _ = scaled_dual_bound(v, scaled.y, scaled.beta, gamma)
+        both in the original scale: the verbose table's and the history's values.
+
+        Computed on the device.  The bound takes the ADMM's cone multipliers; on the
+        scaled rows ``G~ = h G^`` the multiplier ``mu^ / h`` gives ``G~^T (mu^ / h) =
+        G^^T mu^``, so they enter through the unit-row operator directly.
+        """
+        split = self.split
+        backend, xp = split.backend, split.xp
+        v = split.y - backend.forward(*split.loss_operands, step.z)
+        regularizer = float(xp.sum(xp.linalg.norm(step.z, axis=3)))
+        objective = 0.5 * float(v @ v) + split.beta * regularizer
+        Z = backend.adjoint(*split.loss_operands, v)
+        shifted = Z + split.cone_adjoint(self._admm_multipliers(step, rho))
+        gamma = float(xp.max(bounds_from_products(Z, shifted)))
+        bound, _ = scaled_dual_bound(v, split.y, split.beta, gamma)
         factor = self.scaled.objective_scale
         return factor * objective, factor * bound
 
-    @staticmethod
-    def _admm_multipliers(step, rho):
+    def _admm_multipliers(self, step, rho):
         """Cone multipliers of the scaled rows from the ADMM duals: ``max(0, -rho u_s)``."""
-        return np.maximum(-rho * step.u_s, 0.0)
+        return self.split.xp.maximum(-rho * step.u_s, 0)
 
     # ----------------------------------------------------------------- finish
     def _finish(self, step, rho, tolerance_factor, use_polish=True) -> bool:
         """Polish (or project), certify, keep the best point; True when it meets the
         tolerances multiplied by ``tolerance_factor``."""
-        admm_mu = self._admm_multipliers(step, rho)
-        working = self._polish_blocks(step.z) | self.generated
+        to_host = self.split.to_host
+        admm_mu = to_host(self._admm_multipliers(step, rho))
+        z, w_z = to_host(step.z), to_host(step.w[0])
+        working = self._polish_blocks(z) | self.generated
         candidate = None
         if use_polish and self.settings.polish and working.any():
             for _ in range(_COLUMN_ROUNDS):
                 start = time.perf_counter()
-                result = polish(
-                    self.scaled, working, step.z + step.u_z, self._time_left(), self.known_rows
-                )
+                result = polish(self.scaled, working, w_z, self._time_left(), self.known_rows)
                 self.polish_time += time.perf_counter() - start
                 if result is None:
                     self.log.message(f"polish on {working.sum()} blocks failed")
@@ -466,7 +531,7 @@ class _Run:
                     + (f", adding {violated.sum()} blocks" if violated.any() else "")
                 )
                 self.generated |= violated
-                working_size = (working | violated).sum() * step.z.shape[2] * step.z.shape[3]
+                working_size = (working | violated).sum() * z.shape[2] * z.shape[3]
                 if (
                     self._meets(candidate, tolerance_factor)
                     or not violated.any()
@@ -475,7 +540,7 @@ class _Run:
                     break
                 working |= violated
         if candidate is None:
-            U = self.problem.project(self.scaled.to_original(step.z))
+            U = self.problem.project(self.scaled.to_original(z))
             candidate = self._candidate(U, admm_mu)
         self._consider(candidate)
         return self._meets(candidate, tolerance_factor)
@@ -629,4 +694,5 @@ def _adapt_now(iteration: int, settings: ADMMSettings) -> bool:
 
 
 def _inf_norm(a) -> float:
-    return float(np.max(np.abs(a))) if a.size else 0.0
+    """``max |a|`` of a numpy or cupy array (0 when empty), as a host float."""
+    return float(abs(a).max()) if a.size else 0.0

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cones import block_dual_norm
+from .kernels import array_namespace
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,19 @@ def block_upper_bounds(problem, v, multipliers=None) -> np.ndarray:
 
 def _upper_bounds(problem, Z, multipliers) -> np.ndarray:
     """:func:`block_upper_bounds` from ``Z = problem.adjoint(v)`` (2, P, m1, d)."""
-    bound = np.max(np.linalg.norm(Z, axis=3), axis=2)
-    if multipliers is not None:
-        shifted = Z + problem.cone_adjoint(np.maximum(multipliers, 0.0))
-        bound = np.minimum(bound, np.max(np.linalg.norm(shifted, axis=3), axis=2))
+    if multipliers is None:
+        return bounds_from_products(Z)
+    return bounds_from_products(Z, Z + problem.cone_adjoint(np.maximum(multipliers, 0.0)))
+
+
+def bounds_from_products(Z, shifted=None):
+    """Upper bounds (2, P) on the block dual norms from ``Z = (+-A_t^T v)_t`` and, when
+    given, ``shifted = Z + G^T mu`` (mu >= 0), both (2, P, m1, d), numpy or cupy:
+    ``max_j ||Z_j||``, or the smaller of it and ``max_j ||shifted_j||``."""
+    xp = array_namespace(Z)
+    bound = xp.max(xp.linalg.norm(Z, axis=3), axis=2)
+    if shifted is not None:
+        bound = xp.minimum(bound, xp.max(xp.linalg.norm(shifted, axis=3), axis=2))
     return bound
 
 

@@ -18,7 +18,8 @@ with ``K1 = I + X^^T X^`` and ``Mask`` the n x P 0/1 matrix of the D_t.  The Had
 product ``S0 = (X~ K1^-1 X~^T) o (Mask Mask^T)`` does not depend on rho, so a new rho costs
 one n x n Cholesky; a solve costs two GEMMs with X~ and two n x n triangular solves.
 
-Depth 3 (the loss moves to the s-update, see :mod:`admmrelu.prox`): the x-update has no
+Depth 3 (the loss moves to the s-update, see
+:func:`admmrelu.kernels._reference.loss_coupled_projection`): the x-update has no
 loss term and decouples over blocks and copies::
 
     M_t = rho (I + I_m1 (x) X^^T X^ + B^_t^T B^_t),     B^_t = [s_j D1_j X^]_j  (n x m1 d)
@@ -26,13 +27,10 @@ loss term and decouples over blocks and copies::
 so ``M_t^-1 = N_t^-1 / rho`` with ``N_t`` (m1 d x m1 d) inverted once, whatever rho.
 """
 
-import numpy as np
-from scipy import linalg
-
-from .kernels import get_backend
-
-#: Factorizations kept per system (rho values revisited by warm starts and paths).
+#: Factorizations kept per system (rho values revisited by warm starts and paths) ...
 _CACHE_SIZE = 4
+#: ... as long as they fit in this many bytes together (n x n factors at large n).
+_CACHE_BYTES = 2**31
 
 
 class KroneckerWoodburySystem:
@@ -40,38 +38,44 @@ class KroneckerWoodburySystem:
 
     Parameters
     ----------
-    X_loss : ndarray (n, d)
+    backend : Backend
+        The kernels and array module (:func:`admmrelu.kernels.get_backend`); the arrays
+        below are that backend's, all of one float dtype.
+    X_loss : array (n, d)
         ``X~``, the data in the loss.
-    X_cone : ndarray (n, d)
+    X_cone : array (n, d)
         ``X^``, the unit-row data of the cone rows.
     masks1, signs : the problem's arrangements (depth 2: masks1 (n, P, 1)).
     """
 
-    def __init__(self, X_loss, X_cone, masks1, signs):
-        self._backend = get_backend("cpu")
+    def __init__(self, backend, X_loss, X_cone, masks1, signs):
+        xp = backend.xp
+        self._backend = backend
         self._operands = (X_loss, masks1, signs, None)
-        d = X_loss.shape[1]
-        self._K1_inv = np.linalg.inv(np.eye(d) + X_cone.T @ X_cone)
-        mask = masks1[:, :, 0].astype(np.float64)
+        n, d = X_loss.shape
+        self._K1_inv = xp.linalg.inv(xp.eye(d, dtype=X_loss.dtype) + X_cone.T @ X_cone)
+        mask = masks1[:, :, 0].astype(X_loss.dtype)
         self._S0 = (X_loss @ self._K1_inv @ X_loss.T) * (mask @ mask.T)
-        self._factors: dict[float, tuple] = {}
+        self._cache_size = max(1, min(_CACHE_SIZE, _CACHE_BYTES // (2 * self._S0.nbytes)))
+        self._factors: dict[float, object] = {}
 
-    def solve(self, rhs: np.ndarray, rho: float) -> np.ndarray:
+    def solve(self, rhs, rho: float):
         """``M^-1 rhs`` for rhs of shape (2, P, 1, d)."""
+        backend = self._backend
         factor = self._factor(rho)
         K_inv = self._K1_inv / rho
         p = rhs @ K_inv
-        e = self._backend.forward(*self._operands, p)
-        c = linalg.cho_solve(factor, e, check_finite=False)
-        return p - self._backend.adjoint(*self._operands, c) @ K_inv
+        e = backend.forward(*self._operands, p)
+        c = backend.cho_solve(factor, e)
+        return p - backend.adjoint(*self._operands, c) @ K_inv
 
     def _factor(self, rho: float):
         if rho not in self._factors:
-            if len(self._factors) >= _CACHE_SIZE:
+            if len(self._factors) >= self._cache_size:
                 self._factors.pop(next(iter(self._factors)))
             C = self._S0 * (2.0 / rho)
-            C[np.diag_indices_from(C)] += 1.0
-            self._factors[rho] = linalg.cho_factor(C, lower=True, check_finite=False)
+            C[self._backend.xp.diag_indices_from(C)] += 1.0
+            self._factors[rho] = self._backend.cho_factor(C)
         return self._factors[rho]
 
 
@@ -80,28 +84,31 @@ class BlockDiagonalSystem:
 
     ``N_t = I + I (x) X^^T X^ + B^_t^T B^_t``; the (j, k) block of ``B^_t^T B^_t`` is
     ``s_j s_k X^^T D1_j D1_k X^``, computed for all t at once as one GEMM per (j, k).
+    The arrays are ``backend``'s (see :class:`KroneckerWoodburySystem`).
     """
 
-    def __init__(self, X_cone, masks1, signs):
+    def __init__(self, backend, X_cone, masks1, signs):
+        xp = backend.xp
         n, d = X_cone.shape
         _, P, m1 = masks1.shape
+        dtype = X_cone.dtype
         outer = (X_cone[:, :, None] * X_cone[:, None, :]).reshape(n, d * d)
         gram = X_cone.T @ X_cone
-        N = np.zeros((P, m1, d, m1, d))
+        N = xp.zeros((P, m1, d, m1, d), dtype=dtype)
         for j in range(m1):
-            N[:, j, :, j, :] += np.eye(d) + gram
+            N[:, j, :, j, :] += xp.eye(d, dtype=dtype) + gram
             for k in range(j, m1):
-                both = (masks1[:, :, j] & masks1[:, :, k]).astype(np.float64)
+                both = (masks1[:, :, j] & masks1[:, :, k]).astype(dtype)
                 block = (both.T @ outer).reshape(P, d, d) * (signs[:, j] * signs[:, k])[
                     :, None, None
                 ]
                 N[:, j, :, k, :] += block
                 if k != j:
                     N[:, k, :, j, :] += block.transpose(0, 2, 1)
-        self._N_inv = np.linalg.inv(N.reshape(P, m1 * d, m1 * d))
+        self._N_inv = xp.linalg.inv(N.reshape(P, m1 * d, m1 * d))
         self._shape = (P, m1 * d)
 
-    def solve(self, rhs: np.ndarray, rho: float) -> np.ndarray:
+    def solve(self, rhs, rho: float):
         """``M^-1 rhs`` for rhs of shape (2, P, m1, d)."""
         flat = rhs.reshape(2, *self._shape, 1)
-        return (np.matmul(self._N_inv, flat) / rho).reshape(rhs.shape)
+        return (self._N_inv @ flat / rho).reshape(rhs.shape)

@@ -1,8 +1,18 @@
 """Hot loops of admmrelu, installed as ``admmrelu.kernels``.
 
 Only this package imports numba or cupy (lazily).  :func:`get_backend` returns the
-operator set for a device; algorithm modules call the backend's functions and the
-array module ``xp`` only, so they never branch on the device.
+operator set for a device; algorithm modules call the backend's functions and its array
+module ``xp`` only, so they never branch on the device.
+
+Three backends share one signature per operation (see :mod:`admmrelu.kernels._reference`
+for the math and the shapes):
+
+* ``"numpy"``: the plain array-module reference (the ground truth of the tests);
+* ``"numba"`` (``device="cpu"``): BLAS GEMMs plus fused, parallel numba passes;
+* ``"cupy"`` (``device="gpu"``): cuBLAS GEMMs plus fused CUDA kernels, all arrays on the GPU.
+
+Every operation accepts float32 or float64 arrays (all of one dtype; masks are bool) and
+returns that dtype.
 """
 
 from dataclasses import dataclass
@@ -11,46 +21,144 @@ from types import ModuleType
 import numpy as np
 
 from . import _reference
+from ._reference import array_namespace as array_namespace
+
+#: Values accepted by ``device=`` (``"numpy"`` selects the reference kernels on the CPU).
+DEVICES = ("cpu", "gpu", "auto", "numpy")
 
 
 @dataclass(frozen=True)
 class Backend:
-    """The array module and the masked operators for one device.
+    """The array module and the kernels of one device.
 
     Attributes
     ----------
-    name : str
-        ``"cpu"`` (numpy) for now; the GPU backend follows.
+    name : {"numpy", "numba", "cupy"}
+    device : {"cpu", "gpu"}
     xp : module
         The array module (numpy or cupy).
     forward, adjoint, cone, cone_adjoint : callable
-        The masked operators of :mod:`admmrelu.kernels._reference`, same signatures.
+        The masked operators ``F``, ``F^T``, ``G``, ``G^T`` (:mod:`._reference`).
+    reflected_cone_adjoint, relaxed_slack_update : callable
+        The two fused products of an ADMM iteration (:mod:`._reference`).
+    block_soft_threshold, loss_coupled_projection : callable
+        The proximal maps of the group lasso and of the depth-3 loss rows.
+    cho_factor, cho_solve : callable
+        Cholesky factor of a symmetric positive definite matrix and solves with it.
+    asarray : callable
+        ``asarray(a, dtype=None)``: a host or device array as this backend's array.
+    to_host : callable
+        A backend array as a numpy array.
     """
 
     name: str
+    device: str
     xp: ModuleType
     forward: object
     adjoint: object
     cone: object
     cone_adjoint: object
+    reflected_cone_adjoint: object
+    relaxed_slack_update: object
+    block_soft_threshold: object
+    loss_coupled_projection: object
+    cho_factor: object
+    cho_solve: object
+    asarray: object
+    to_host: object
 
 
-_CPU = Backend(
-    name="cpu",
-    xp=np,
-    forward=_reference.forward,
-    adjoint=_reference.adjoint,
-    cone=_reference.cone,
-    cone_adjoint=_reference.cone_adjoint,
-)
+def _scipy_cho_factor(C):
+    from scipy import linalg
+
+    return linalg.cho_factor(C, lower=True, check_finite=False)
+
+
+def _scipy_cho_solve(factor, b):
+    from scipy import linalg
+
+    return linalg.cho_solve(factor, b, check_finite=False)
+
+
+def _numpy_asarray(a, dtype=None):
+    return np.asarray(a, dtype=dtype)
+
+
+def _numpy_backend(name, module) -> Backend:
+    return Backend(
+        name=name,
+        device="cpu",
+        xp=np,
+        forward=module.forward,
+        adjoint=module.adjoint,
+        cone=module.cone,
+        cone_adjoint=module.cone_adjoint,
+        reflected_cone_adjoint=module.reflected_cone_adjoint,
+        relaxed_slack_update=module.relaxed_slack_update,
+        block_soft_threshold=module.block_soft_threshold,
+        loss_coupled_projection=module.loss_coupled_projection,
+        cho_factor=_scipy_cho_factor,
+        cho_solve=_scipy_cho_solve,
+        asarray=_numpy_asarray,
+        to_host=np.asarray,
+    )
+
+
+_BACKENDS: dict[str, Backend] = {}
 
 
 def get_backend(device: str = "cpu") -> Backend:
-    """Return the operator backend for ``device`` (only ``"cpu"`` exists so far)."""
-    if device in ("cpu", "auto"):
-        return _CPU
+    """The backend for ``device``.
+
+    ``"cpu"``: numba kernels; ``"gpu"``: cupy kernels (raises RuntimeError with the
+    reason when no usable GPU is present); ``"auto"``: the GPU when one is usable, else
+    the CPU; ``"numpy"``: the plain numpy reference (for comparisons and benchmarks).
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}; got {device!r}")
+    if device == "auto":
+        device = "cpu" if gpu_unavailable_reason() else "gpu"
     if device == "gpu":
-        raise NotImplementedError(
-            "device='gpu' is not available yet: the cupy backend is planned; use device='cpu'"
-        )
-    raise ValueError(f"device must be 'cpu', 'gpu' or 'auto'; got {device!r}")
+        reason = gpu_unavailable_reason()
+        if reason:
+            raise RuntimeError(
+                f"device='gpu' is not usable here: {reason}. Install admmrelu[gpu] on a "
+                "machine with a CUDA GPU, or use device='cpu' (or 'auto')."
+            )
+    if device not in _BACKENDS:
+        _BACKENDS[device] = _load(device)
+    return _BACKENDS[device]
+
+
+def _load(device: str) -> Backend:
+    if device == "numpy":
+        return _numpy_backend("numpy", _reference)
+    if device == "cpu":
+        from . import _cpu
+
+        return _numpy_backend("numba", _cpu)
+    from . import _gpu
+
+    return _gpu.BACKEND
+
+
+def gpu_unavailable_reason() -> str | None:
+    """None when cupy imports and sees a usable CUDA device; else why not (a sentence)."""
+    try:
+        import cupy
+    except Exception as error:  # ImportError, or a broken CUDA installation
+        return f"cupy cannot be imported ({type(error).__name__}: {error})"
+    try:
+        if not cupy.cuda.is_available():
+            return "cupy sees no CUDA device (cupy.cuda.is_available() is False)"
+        cupy.cuda.runtime.getDeviceCount()
+        cupy.zeros(1).sum().item()  # a kernel launch: catches driver/toolkit mismatches
+    except Exception as error:
+        return f"the CUDA device is not usable ({type(error).__name__}: {error})"
+    return None
+
+
+def available_devices() -> tuple[str, ...]:
+    """The backends usable on this machine, for tests and benchmarks: ``("numpy", "cpu")``
+    plus ``"gpu"`` when a usable GPU is present."""
+    return ("numpy", "cpu") + (() if gpu_unavailable_reason() else ("gpu",))

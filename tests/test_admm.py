@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 import pytest
+from admmrelu.kernels import gpu_unavailable_reason
 from conftest import tiny_data
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -353,6 +354,11 @@ def small():
     return make_problem(20, 3, 6, 2, 1, 0, 0.1)[2]
 
 
+@pytest.fixture(scope="module")
+def small3():
+    return make_problem(20, 3, 6, 3, 2, 0, 0.1)[2]
+
+
 def test_unknown_option_is_named(small):
     with pytest.raises(TypeError, match="max_iters"):
         small.solve(solver="admm", max_iters=10)
@@ -413,21 +419,45 @@ def test_bad_warm_starts(small):
         ar.solve_path(small, [small.beta], warm_start=res_other)
 
 
-def test_bad_solver_device_and_betas(small):
+def test_bad_solver_device_dtype_and_betas(small):
     with pytest.raises(ValueError, match="foo"):
         small.solve(solver="foo")
-    with pytest.raises(NotImplementedError, match="gpu"):
-        small.solve(solver="admm", device="gpu")
-    with pytest.raises(NotImplementedError, match="gpu"):
-        ar.ADMMSolver(small, device="gpu")
     with pytest.raises(ValueError, match="device"):
         small.solve(solver="admm", device="tpu")
+    with pytest.raises(ValueError, match="dtype"):
+        small.solve(solver="admm", dtype="float16")
     with pytest.raises(ValueError, match="betas"):
         ar.solve_path(small, [])
     with pytest.raises(ValueError, match="beta"):
         ar.ADMMSolver(small).solve(-1.0)
-    # device="auto" is the CPU for now and solves normally
+
+
+@pytest.mark.skipif(gpu_unavailable_reason() is None, reason="a usable GPU is present")
+def test_gpu_request_without_gpu_names_the_reason(small):
+    for call in (lambda: small.solve(device="gpu"), lambda: ar.ADMMSolver(small, device="gpu")):
+        with pytest.raises(RuntimeError, match="device='gpu' is not usable here: .*device='cpu'"):
+            call()
+    # "auto" falls back to the CPU and solves normally
     assert small.solve(solver="admm", device="auto").status == "optimal"
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_devices_and_precisions_agree(depth, request):
+    """The numpy reference kernels, the numba kernels and float32 iterations give the same
+    certified optimum: the finish recomputes the point and its certificate in float64."""
+    prob = request.getfixturevalue("small" if depth == 2 else "small3")
+    results = {
+        (device, dtype): prob.solve(device=device, dtype=dtype)
+        for device in ("numpy", "cpu")
+        for dtype in ("float64", "float32")
+    }
+    reference = results["numpy", "float64"]
+    for key, res in results.items():
+        assert res.status == "optimal", key
+        assert res.objective == pytest.approx(reference.objective, rel=2e-6), key
+        assert res.dual_bound <= reference.objective * (1 + 1e-12), key
+    # the two float64 backends run the same iteration up to rounding
+    assert results["cpu", "float64"].iterations == reference.iterations
 
 
 # --------------------------------------------------------- 7. verbose and history

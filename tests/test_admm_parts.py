@@ -20,13 +20,14 @@ import warnings
 import numpy as np
 import pytest
 from admmrelu.kernels import _reference as ref
+from admmrelu.kernels import get_backend
+from admmrelu.kernels._reference import block_soft_threshold, loss_coupled_projection
 from hypothesis import given
 from hypothesis import strategies as st
 
 import admmrelu as ar
 from admmrelu.anderson import AndersonAccelerator
 from admmrelu.linsys import BlockDiagonalSystem, KroneckerWoodburySystem
-from admmrelu.prox import block_soft_threshold, loss_coupled_projection
 from admmrelu.scaling import ScaledProblem
 
 EPS = np.finfo(np.float64).eps
@@ -115,8 +116,9 @@ RHOS = (1.0, 1e-6, 1e6, 1e-3, 1.0, 37.0, 0.01, 5.0, 1e-6, 1e-6)
 
 
 # -------------------------------------------------------- x-update systems
+@pytest.mark.parametrize("device", ["numpy", "cpu"])
 @given(sampled_problems(depth=2))
-def test_kronecker_woodbury_system_matches_dense_solve(case):
+def test_kronecker_woodbury_system_matches_dense_solve(device, case):
     prob, rng = case
     scaled = ScaledProblem.from_problem(prob)
     arr = prob.arrangements
@@ -124,21 +126,24 @@ def test_kronecker_woodbury_system_matches_dense_solve(case):
     G = dense_cone_matrix(scaled)
     N = F.shape[1]
     FtF, GtG = F.T @ F, G.T @ G
-    system = KroneckerWoodburySystem(scaled.problem.X, scaled.X_cone, arr.masks1, arr.signs)
+    system = KroneckerWoodburySystem(
+        get_backend(device), scaled.problem.X, scaled.X_cone, arr.masks1, arr.signs
+    )
     assert_solves(
         system, lambda rho: FtF + rho * (np.eye(N) + GtG), RHOS, scaled.problem.var_shape, rng
     )
 
 
+@pytest.mark.parametrize("device", ["numpy", "cpu"])
 @given(sampled_problems(depth=3, max_n=6, max_d=3, max_P=4))
-def test_block_diagonal_system_matches_dense_solve(case):
+def test_block_diagonal_system_matches_dense_solve(device, case):
     prob, rng = case
     scaled = ScaledProblem.from_problem(prob)
     arr = prob.arrangements
     G = dense_cone_matrix(scaled)  # includes the second-layer rows (masks2)
     N = G.shape[1]
     GtG = G.T @ G
-    system = BlockDiagonalSystem(scaled.X_cone, arr.masks1, arr.signs)
+    system = BlockDiagonalSystem(get_backend(device), scaled.X_cone, arr.masks1, arr.signs)
     # depth 3: no loss term in the x-update (it moved to the s-update)
     assert_solves(system, lambda rho: rho * (np.eye(N) + GtG), RHOS, scaled.problem.var_shape, rng)
 

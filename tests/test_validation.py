@@ -310,13 +310,10 @@ def test_unknown_cvxpy_solver(data):
     check_message(excinfo, "cvxpy_solver", "CLARABEL")
 
 
-def test_default_solver_is_the_admm_and_gpu_is_refused(data):
+def test_default_solver_is_the_admm(data):
     X, y, arr, _ = data
     prob = ar.ConvexReLUProblem(X, y, 0.1, arr)
     assert prob.solve(max_iter=20).solver == "admm"
-    with pytest.raises(NotImplementedError) as excinfo:
-        prob.solve(device="gpu")
-    assert "device='cpu'" in str(excinfo.value)
 
 
 # ------------------------------------------------------- operator shapes
