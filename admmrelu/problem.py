@@ -70,7 +70,7 @@ class ConvexReLUProblem:
                 f"{self.X.shape[0]} rows; build them from this X"
             )
         self.arrangements = arrangements
-        self._backend = get_backend("numpy")
+        self._backend = get_backend("cpu")
         self._check_generators()
 
     # ----------------------------------------------------------------- sizes

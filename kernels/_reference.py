@@ -28,8 +28,9 @@ fused kernel never stores ``s`` or ``G x``.
 
 
 def _signed(mask, values):
-    """``(2 mask - 1) * values`` (an integer sign array: 3-4x faster than ``where``)."""
-    return values * (2 * mask - 1)
+    """``(2 mask - 1) * values`` in the dtype of ``values`` (an int8 sign array: 3-4x
+    faster than ``where``, and int8 times float32 stays float32)."""
+    return values * (2 * mask.astype("int8") - 1)
 
 
 def forward(X, masks1, signs, masks2, U):
