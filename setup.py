@@ -28,7 +28,7 @@ setup(
         "clarabel>=0.9",
         "ecos>=2.0.12",
         "scs>=3.2",
-        "scikit-learn>=1.4",
+        "scikit-learn>=1.6",
         "threadpoolctl>=3.1",
     ],
     extras_require={

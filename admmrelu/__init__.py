@@ -9,6 +9,7 @@ from .admm import ADMMSolver, solve_path
 from .arrangements import Arrangements, sample_arrangements
 from .certificate import Certificate, certify
 from .enumeration import enumerate_arrangements, estimate_n_blocks
+from .estimators import ConvexReLURegressor
 from .exceptions import ConvergenceWarning, SolverError, TooManyArrangementsError
 from .network import ThreeLayerReLUNetwork, TwoLayerReLUNetwork, recover_network
 from .problem import ConvexReLUProblem
@@ -24,6 +25,7 @@ __all__ = [
     "Certificate",
     "ConvergenceWarning",
     "ConvexReLUProblem",
+    "ConvexReLURegressor",
     "History",
     "SolveResult",
     "SolverError",
