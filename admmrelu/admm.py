@@ -506,7 +506,11 @@ class _Run:
     # ----------------------------------------------------------------- finish
     def _finish(self, step, rho, tolerance_factor, use_polish=True) -> bool:
         """Polish (or project), certify, keep the best point; True when it meets the
-        tolerances multiplied by ``tolerance_factor``."""
+        tolerances multiplied by ``tolerance_factor``.
+
+        The best point and the highest bound may come from different candidates (both
+        bound the same optimum), so the test is on the best objective minus that bound.
+        """
         to_host = self.split.to_host
         admm_mu = to_host(self._admm_multipliers(step, rho))
         z, w_z = to_host(step.z), to_host(step.w[0])
@@ -539,22 +543,36 @@ class _Run:
                 ):
                     break
                 working |= violated
-        if candidate is None:
-            U = self.problem.project(self.scaled.to_original(z))
-            candidate = self._candidate(U, admm_mu)
-        self._consider(candidate)
-        return self._meets(candidate, tolerance_factor)
+        if candidate is not None:
+            self._consider(candidate)
+            if self._meets(candidate, tolerance_factor) or not self._capped(z):
+                return self._meets(candidate, tolerance_factor)
+        # The ADMM iterate itself, projected: the candidate when there is no polish, and a
+        # second one when the polish was capped at _POLISH_MAX_VARIABLES (many active
+        # blocks, large d) and so may have left out blocks the solution needs.
+        U = self.problem.project(self.scaled.to_original(z))
+        self._consider(self._candidate(U, admm_mu))
+        return self._meets(self.best, tolerance_factor, self.best_bound)
 
     def _polish_blocks(self, z):
         """(2, P): the blocks of z above ``_POLISH_FRACTION`` of the largest block norm, at
         most the ``_POLISH_MAX_VARIABLES / (m1 d)`` largest (the reduced solve is dense)."""
-        norms = np.linalg.norm(z, axis=3).sum(axis=2)
-        _, _, m1, d = z.shape
-        most = max(1, _POLISH_MAX_VARIABLES // (m1 * d))
+        norms, most = self._block_norms_and_cap(z)
         threshold = _POLISH_FRACTION * norms.max()
         if np.count_nonzero(norms > threshold) > most:
             threshold = max(threshold, np.sort(norms, axis=None)[-most - 1])
         return norms > threshold
+
+    def _capped(self, z) -> bool:
+        """Whether :meth:`_polish_blocks` had to drop blocks above its fraction."""
+        norms, most = self._block_norms_and_cap(z)
+        return np.count_nonzero(norms > _POLISH_FRACTION * norms.max()) > most
+
+    @staticmethod
+    def _block_norms_and_cap(z):
+        """Block norms (2, P) of z and the most blocks a polish may take."""
+        _, _, m1, d = z.shape
+        return np.linalg.norm(z, axis=3).sum(axis=2), max(1, _POLISH_MAX_VARIABLES // (m1 * d))
 
     def _candidate(self, U, scaled_mu, exact_blocks=None) -> _Candidate:
         """Objective and certificate of the original-problem point U (made feasible).
@@ -596,12 +614,15 @@ class _Run:
         target = self.problem.beta * (1.0 + _CERTIFICATE_SHARE * self.settings.eps_rel)
         return np.nan_to_num(candidate.block_norms, nan=0.0) > target
 
-    def _meets(self, candidate, factor) -> bool:
+    def _meets(self, candidate, factor, bound=None) -> bool:
+        """Whether ``candidate``'s gap to its own bound (or to ``bound``, another
+        candidate's, when given) and its violation meet the tolerances times ``factor``."""
         s = self.settings
         tolerance = factor * (
             s.eps_abs * self.scaled.objective_scale + s.eps_rel * abs(candidate.objective)
         )
-        return candidate.gap <= tolerance and candidate.relative_violation <= s.eps_feas
+        gap = candidate.gap if bound is None else candidate.objective - bound
+        return gap <= tolerance and candidate.relative_violation <= s.eps_feas
 
     def _consider(self, candidate):
         """Keep the lowest objective and the highest dual bound seen: every candidate's

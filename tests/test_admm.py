@@ -546,3 +546,24 @@ def test_variants_reach_optimal(depth, options):
     assert_feasible_and_certified(prob, res, upper=ref.objective)
     if options.get("polish") is False:
         assert res.polish_time == 0.0
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_capped_polish_falls_back_on_the_projected_iterate(depth, monkeypatch):
+    """With more active blocks than the polish may take (large d), the polish alone cannot
+    certify; the projected ADMM iterate is tried too and the solve still ends optimal."""
+    X, y, prob = make_problem(40, 4, 10, depth, 2, 3, 0.05)
+    ref = reference(prob)
+    active = int(np.count_nonzero(np.linalg.norm(ref.weights, axis=3).sum(axis=2) > 0))
+    assert active >= 4  # enough active blocks that a two-block cap drops some
+    monkeypatch.setattr(admm_module, "_POLISH_MAX_VARIABLES", 2 * prob.width * prob.n_features)
+
+    # no column generation either, so the polish stays on two blocks at every finish
+    def no_blocks(run, candidate):
+        return np.zeros((2, prob.n_blocks), dtype=bool)
+
+    monkeypatch.setattr(admm_module._Run, "_violated_blocks", no_blocks)
+    res = prob.solve(eps_rel=1e-5, max_iter=20_000)
+    assert res.status == "optimal", res
+    assert res.objective == pytest.approx(ref.objective, rel=2e-5)
+    assert_feasible_and_certified(prob, res, upper=ref.objective)
