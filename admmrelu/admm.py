@@ -75,6 +75,8 @@ _FIRST_WAIT = 50
 _COLUMN_ROUNDS = 10
 #: Fraction of the gap tolerance that the certificate may spend on unrefined blocks.
 _CERTIFICATE_SHARE = 0.1
+#: Exact dual-norm solves stop once the bound is within this fraction of the gap tolerance.
+_SUFFICIENT_SHARE = 0.5
 #: Accelerated gradient steps that improve the ADMM's multipliers before a certificate.
 _DUAL_ITERATIONS = 50
 #: Limits of the run: the final status relaxes the tolerances by this factor.
@@ -596,7 +598,8 @@ class _Run:
             mu = np.where(exact_blocks[None, :, :, None], mu, improved)
         objective = problem.objective(U)
         target = 1.0 + _CERTIFICATE_SHARE * self.settings.eps_rel
-        cert = certify(problem, prediction, multipliers=mu, target_ratio=target)
+        sufficient = objective - _SUFFICIENT_SHARE * self._gap_tolerance(objective)
+        cert = certify(problem, prediction, mu, target_ratio=target, sufficient=sufficient)
         self.certificate_time += time.perf_counter() - start
         return _Candidate(
             weights=U,
@@ -614,15 +617,17 @@ class _Run:
         target = self.problem.beta * (1.0 + _CERTIFICATE_SHARE * self.settings.eps_rel)
         return np.nan_to_num(candidate.block_norms, nan=0.0) > target
 
+    def _gap_tolerance(self, objective) -> float:
+        """``eps_abs b^2 + eps_rel |objective|``: the certified gap that "optimal" needs."""
+        s = self.settings
+        return s.eps_abs * self.scaled.objective_scale + s.eps_rel * abs(objective)
+
     def _meets(self, candidate, factor, bound=None) -> bool:
         """Whether ``candidate``'s gap to its own bound (or to ``bound``, another
         candidate's, when given) and its violation meet the tolerances times ``factor``."""
-        s = self.settings
-        tolerance = factor * (
-            s.eps_abs * self.scaled.objective_scale + s.eps_rel * abs(candidate.objective)
-        )
+        tolerance = factor * self._gap_tolerance(candidate.objective)
         gap = candidate.gap if bound is None else candidate.objective - bound
-        return gap <= tolerance and candidate.relative_violation <= s.eps_feas
+        return gap <= tolerance and candidate.relative_violation <= self.settings.eps_feas
 
     def _consider(self, candidate):
         """Keep the lowest objective and the highest dual bound seen: every candidate's

@@ -128,7 +128,7 @@ def improve_multipliers(problem, v, multipliers, iterations) -> np.ndarray:
     return mu
 
 
-def certify(problem, yhat, multipliers=None, target_ratio=0.0) -> Certificate:
+def certify(problem, yhat, multipliers=None, target_ratio=0.0, sufficient=None) -> Certificate:
     """Certified lower bound from a prediction ``yhat`` of shape (n_samples,).
 
     ``multipliers`` (n, 2, P, R), optional: cone multipliers (for instance a solver's
@@ -137,6 +137,10 @@ def certify(problem, yhat, multipliers=None, target_ratio=0.0) -> Certificate:
     ``target_ratio``: blocks whose bound is already below ``target_ratio * beta`` are not
     refined (see :func:`max_block_dual_norm`).  The bound stays rigorous; it loses at most
     about ``(target_ratio - 1) * beta * regularizer`` against the exact one.
+    ``sufficient``: a bound that is good enough (say the objective minus the gap
+    tolerance).  Refinement then also stops at the largest gamma whose scaled bound
+    (:func:`scaled_dual_bound`) still reaches it (:func:`largest_sufficient_gamma`), so a
+    loose tolerance or good multipliers spare every exact solve.
     """
     y, beta = problem.y, problem.beta
     yhat = np.asarray(yhat, dtype=np.float64)
@@ -146,7 +150,10 @@ def certify(problem, yhat, multipliers=None, target_ratio=0.0) -> Certificate:
             f"{yhat.shape}. Use problem.forward(U) for the prediction of a point U."
         )
     v = y - yhat
-    gamma, exact = max_block_dual_norm(problem, v, multipliers, target_ratio * beta)
+    target = target_ratio * beta
+    if sufficient is not None:
+        target = max(target, largest_sufficient_gamma(v, y, beta, sufficient))
+    gamma, exact = max_block_dual_norm(problem, v, multipliers, target)
     n_refined = int(np.count_nonzero(~np.isnan(exact)))
     bound, scale = scaled_dual_bound(v, y, beta, gamma)
     return Certificate(bound, gamma / beta, scale, n_refined, exact)
@@ -165,3 +172,23 @@ def scaled_dual_bound(v, y, beta, gamma) -> tuple[float, float]:
     if gamma > 0:
         scale = min(scale, beta / gamma)
     return scale * vy - 0.5 * scale**2 * vv, scale
+
+
+def largest_sufficient_gamma(v, y, beta, sufficient) -> float:
+    """The largest ``gamma`` for which :func:`scaled_dual_bound` still reaches
+    ``sufficient`` (0 when no gamma does).
+
+    ``d(c v) = c v^T y - 0.5 c^2 ||v||^2`` is increasing for ``c <= v^T y / ||v||^2``; it
+    reaches ``sufficient`` from ``c_min``, the smaller root of ``d(c v) = sufficient``, so
+    any ``gamma <= beta / c_min`` does (with c = beta / gamma, or the maximiser).
+    """
+    vy, vv = float(v @ y), float(v @ v)
+    if vv == 0.0 or vy <= 0.0:
+        return 0.0
+    if sufficient <= 0.0:
+        return np.inf  # c -> 0 gives d -> 0 >= sufficient
+    discriminant = vy * vy - 2.0 * vv * sufficient
+    if discriminant < 0.0:
+        return 0.0  # even the best c falls short
+    c_min = (vy - np.sqrt(discriminant)) / vv
+    return beta / c_min

@@ -12,11 +12,11 @@ import warnings
 import cvxpy as cp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import admmrelu as ar
-from admmrelu.certificate import max_block_dual_norm
+from admmrelu.certificate import largest_sufficient_gamma, max_block_dual_norm, scaled_dual_bound
 from admmrelu.cones import block_dual_norm
 
 #: Clarabel at tight tolerances for the references
@@ -260,3 +260,44 @@ def test_with_beta_recomputes_nothing_but_beta():
     other = prob.with_beta(3.0)
     assert other.beta == 3.0 and prob.beta == 0.1
     assert other.beta_max == pytest.approx(bm, rel=1e-12)  # beta_max does not depend on beta
+
+
+@settings(max_examples=30)
+@given(certificate_cases(), st.sampled_from([1e-8, 1e-4, 1e-2, 0.3]))
+def test_sufficient_bound_spares_refinements_and_stays_rigorous(case, share):
+    """``sufficient``: refinement stops once the scaled bound reaches it; the bound stays
+    below the optimum, and it reaches ``sufficient`` unless every block was refined."""
+    (prob, rng), kind = case
+    yhat = prob.forward(prob.project(rng.standard_normal(prob.var_shape)))
+    exact = ar.certify(prob, yhat)
+    sufficient = exact.dual_bound - share * (1 + abs(exact.dual_bound))
+    cert = ar.certify(prob, yhat, sufficient=sufficient)
+    assert cert.n_refined <= exact.n_refined
+    slack = 1e-12 * (1 + 0.5 * prob.y @ prob.y)
+    assert cert.dual_bound <= exact.dual_bound + slack  # never above the exact bound
+    assert cert.dual_bound >= sufficient - slack  # and as good as asked
+    p_star = cvxpy_optimum(prob)
+    assert cert.dual_bound <= p_star + 1e-8 * (1 + abs(p_star))
+
+
+@given(
+    st.floats(0.1, 10.0),
+    st.floats(0.01, 5.0),
+    st.floats(0.05, 0.95),
+    st.integers(0, 2**32 - 1),
+)
+def test_largest_sufficient_gamma_is_the_boundary(beta, spread, fraction, seed):
+    """At gamma_max the scaled bound equals ``sufficient``; 1% beyond it falls short.
+    Beyond the best bound no gamma is enough; a non-positive target any gamma meets."""
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal(7)
+    v = y + spread * rng.standard_normal(7)
+    best, _ = scaled_dual_bound(v, y, beta, 0.0)  # gamma = 0: the unconstrained maximum
+    assume(best > 0)
+    gamma = largest_sufficient_gamma(v, y, beta, fraction * best)
+    at, _ = scaled_dual_bound(v, y, beta, gamma)
+    assert at == pytest.approx(fraction * best, rel=1e-9)
+    beyond, _ = scaled_dual_bound(v, y, beta, 1.01 * gamma)
+    assert beyond < fraction * best
+    assert largest_sufficient_gamma(v, y, beta, 1.001 * best) == 0.0
+    assert largest_sufficient_gamma(v, y, beta, 0.0) == np.inf
