@@ -44,7 +44,7 @@ import numpy as np
 
 from .anderson import AndersonAccelerator
 from .certificate import bounds_from_products, certify, improve_multipliers, scaled_dual_bound
-from .kernels import get_backend
+from .kernels import BoundOperators, get_backend
 from .kernels._reference import slack
 from .linsys import BlockDiagonalSystem, KroneckerWoodburySystem
 from .polish import polish
@@ -158,6 +158,10 @@ class ADMMSolver:
         masks2 = None if arr.masks2 is None else to_device(arr.masks2)
         self.cone_operands = (X_cone, masks1, signs, masks2)
         self.loss_operands = (self.X_loss, masks1, signs, masks2)
+        # the original problem's operators on the device: the certificate's multiplier
+        # improvement (100 products per finish) runs there
+        X = to_device(problem.X, dtype)
+        self.original_operators = BoundOperators(self.backend, X, masks1, signs, masks2)
         if problem.depth == 2:
             self.system = KroneckerWoodburySystem(self.backend, self.X_loss, X_cone, masks1, signs)
         else:
@@ -363,6 +367,7 @@ class _Run:
         self.scaled = scaled
         self.settings = settings
         self.split = _Splitting(solver, scaled)
+        self.original_operators = solver.original_operators
         self.log = SolverLog(settings.verbose)
         self.history = {k: [] for k in History.__dataclass_fields__}
         self.best: _Candidate | None = None  # the feasible point of lowest objective
@@ -592,7 +597,7 @@ class _Run:
         if scaled_mu is not None:  # scaled row multipliers -> original rows: b mu^ / h
             h = self.scaled.row_norms[:, None, None, None]
             mu = scaled_mu * (self.scaled.y_scale / h)
-            improved = improve_multipliers(problem, problem.y - prediction, mu, _DUAL_ITERATIONS)
+            improved = self._improved_multipliers(problem.y - prediction, mu)
             if exact_blocks is None:
                 exact_blocks = np.zeros((2, problem.n_blocks), dtype=bool)
             mu = np.where(exact_blocks[None, :, :, None], mu, improved)
@@ -610,6 +615,17 @@ class _Run:
             relative_violation=problem.constraint_violation(U, relative=True),
             block_norms=cert.block_norms,
         )
+
+    def _improved_multipliers(self, v, mu):
+        """:func:`improve_multipliers` on the solver's device and dtype, back on the host."""
+        split = self.split
+        device_mu = improve_multipliers(
+            self.original_operators,
+            split.backend.asarray(v, split.dtype),
+            split.backend.asarray(mu, split.dtype),
+            _DUAL_ITERATIONS,
+        )
+        return split.to_host(device_mu)
 
     def _violated_blocks(self, candidate):
         """(2, P): blocks whose exact dual norm exceeds beta beyond the certificate's slack

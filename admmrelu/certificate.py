@@ -15,6 +15,7 @@ cheap bound ``max_j ||(A_t^T v)_j||`` (the value at mu = 0) and the exact solve 
 soon as no remaining cheap bound exceeds the largest refined value.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,7 +103,7 @@ def max_block_dual_norm(problem, v, multipliers=None, target=0.0) -> tuple[float
     return best, exact
 
 
-def improve_multipliers(problem, v, multipliers, iterations) -> np.ndarray:
+def improve_multipliers(operators, v, multipliers, iterations):
     """Better cone multipliers for the bounds of :func:`block_upper_bounds`, all blocks at once.
 
     Accelerated projected gradient (FISTA) on the smooth surrogate
@@ -113,16 +114,21 @@ def improve_multipliers(problem, v, multipliers, iterations) -> np.ndarray:
     step is one ``cone`` and one ``cone_adjoint`` product over all blocks; the step size is
     ``1 / ((1 + m1) lambda_max(X^T X))``, an upper bound on ``||G_t||^2``.  Any result is a
     valid multiplier (it is >= 0); the caller keeps whichever bound is smaller.
+
+    ``operators``: a ``ConvexReLUProblem``, or :class:`admmrelu.kernels.BoundOperators` of
+    the same data on a device (then v and the multipliers are that device's arrays, in
+    any float dtype: the result only steers the rigorous float64 bound computed later).
     """
-    Z = problem.adjoint(v)
-    X = problem.X
-    lipschitz = (1 + problem.width) * float(np.linalg.eigvalsh(X.T @ X)[-1])
-    mu = np.maximum(multipliers, 0.0)
+    xp = array_namespace(v)
+    Z = operators.adjoint(v)
+    X = operators.X
+    lipschitz = (1 + operators.width) * float(xp.linalg.eigvalsh(X.T @ X)[-1])
+    mu = xp.maximum(multipliers, 0)
     previous, extrapolated, momentum = mu, mu, 1.0
     for _ in range(iterations):
-        gradient = problem.cone(Z + problem.cone_adjoint(extrapolated))
-        mu = np.maximum(extrapolated - gradient / lipschitz, 0.0)
-        next_momentum = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * momentum**2))
+        gradient = operators.cone(Z + operators.cone_adjoint(extrapolated))
+        mu = xp.maximum(extrapolated - gradient / lipschitz, 0)
+        next_momentum = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * momentum**2))  # a Python float
         extrapolated = mu + ((momentum - 1.0) / next_momentum) * (mu - previous)
         previous, momentum = mu, next_momentum
     return mu

@@ -68,6 +68,38 @@ class Backend:
     to_host: object
 
 
+@dataclass(frozen=True)
+class BoundOperators:
+    """A backend's masked operators bound to one problem's data (arrays of that backend).
+
+    ``forward(U)``, ``adjoint(r)``, ``cone(U)``, ``cone_adjoint(L)`` with the shapes of
+    :mod:`._reference`; ``X`` and ``width`` as on a ``ConvexReLUProblem``, so functions
+    written against a problem's operators (the certificate's) run on the device too.
+    """
+
+    backend: Backend
+    X: object
+    masks1: object
+    signs: object
+    masks2: object
+
+    @property
+    def width(self) -> int:
+        return self.masks1.shape[2]
+
+    def forward(self, U):
+        return self.backend.forward(self.X, self.masks1, self.signs, self.masks2, U)
+
+    def adjoint(self, r):
+        return self.backend.adjoint(self.X, self.masks1, self.signs, self.masks2, r)
+
+    def cone(self, U):
+        return self.backend.cone(self.X, self.masks1, self.signs, self.masks2, U)
+
+    def cone_adjoint(self, L):
+        return self.backend.cone_adjoint(self.X, self.masks1, self.signs, self.masks2, L)
+
+
 def _scipy_cho_factor(C):
     from scipy import linalg
 

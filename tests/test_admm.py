@@ -567,3 +567,20 @@ def test_capped_polish_falls_back_on_the_projected_iterate(depth, monkeypatch):
     assert res.status == "optimal", res
     assert res.objective == pytest.approx(ref.objective, rel=2e-5)
     assert_feasible_and_certified(prob, res, upper=ref.objective)
+
+
+@pytest.mark.parametrize("device", ["numpy", "cpu"])
+@pytest.mark.parametrize("depth", [2, 3])
+def test_iterates_keep_the_requested_dtype(device, depth, request):
+    """dtype="float32" means float32 iterates: no silent promotion to float64 (it would
+    double the memory and the traffic the option is there to halve)."""
+    prob = request.getfixturevalue("small" if depth == 2 else "small3")
+    for dtype in ("float32", "float64"):
+        solver = ar.ADMMSolver(prob, device=device, dtype=dtype)
+        split = admm_module._Splitting(solver, solver.scaled)
+        w, rho = split.initial_point(None, prob, ar.ADMMSettings())
+        for _ in range(3):
+            step = split.step(w, rho, 1.6)
+            w = step.Tw
+        pieces = [*w, step.z, step.x, step.s, step.u_s, step.Gx]
+        assert {str(piece.dtype) for piece in pieces} == {dtype}

@@ -12,11 +12,18 @@ import warnings
 import cvxpy as cp
 import numpy as np
 import pytest
+from admmrelu.kernels import BoundOperators, get_backend
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import admmrelu as ar
-from admmrelu.certificate import largest_sufficient_gamma, max_block_dual_norm, scaled_dual_bound
+from admmrelu.certificate import (
+    block_upper_bounds,
+    improve_multipliers,
+    largest_sufficient_gamma,
+    max_block_dual_norm,
+    scaled_dual_bound,
+)
 from admmrelu.cones import block_dual_norm
 
 #: Clarabel at tight tolerances for the references
@@ -301,3 +308,32 @@ def test_largest_sufficient_gamma_is_the_boundary(beta, spread, fraction, seed):
     assert beyond < fraction * best
     assert largest_sufficient_gamma(v, y, beta, 1.001 * best) == 0.0
     assert largest_sufficient_gamma(v, y, beta, 0.0) == np.inf
+
+
+@pytest.mark.parametrize("device", ["numpy", "cpu"])
+@pytest.mark.parametrize("depth, width", [(2, None), (3, 2)])
+def test_improve_multipliers_on_bound_operators_matches_the_problem(device, depth, width):
+    """The solver improves multipliers on its device (BoundOperators); in float64 that is
+    the same computation as on the problem's own operators, and in float32 it still
+    lowers the block bounds it started from."""
+    prob, rng = sampled_problem(30, 3, 6, depth, width, seed=11)
+    arr = prob.arrangements
+    v = prob.y - prob.forward(prob.project(rng.standard_normal(prob.var_shape)))
+    mu0 = np.abs(rng.standard_normal(prob.cone_shape))
+    on_problem = improve_multipliers(prob, v, mu0, 30)
+    for dtype, rtol in ((np.float64, 1e-10), (np.float32, None)):
+        ops = BoundOperators(
+            get_backend(device),
+            prob.X.astype(dtype),
+            arr.masks1,
+            arr.signs.astype(dtype),
+            arr.masks2,
+        )
+        mu = improve_multipliers(ops, v.astype(dtype), mu0.astype(dtype), 30)
+        assert mu.dtype == dtype and np.all(mu >= 0)
+        if rtol is not None:
+            np.testing.assert_allclose(mu, on_problem, rtol=rtol, atol=1e-12 * np.abs(mu0).max())
+        else:
+            before = block_upper_bounds(prob, v, mu0)
+            after = block_upper_bounds(prob, v, mu.astype(np.float64))
+            assert np.all(after <= before * (1 + 1e-5))
