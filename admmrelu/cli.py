@@ -70,7 +70,7 @@ def demo(args) -> int:
     """Solve sampled two- and three-layer problems on diabetes, and a certified tiny one."""
     X, y = _diabetes()
     if args.solver == "admm":
-        solve = dict(solver="admm")
+        solve = dict(solver="admm", device=args.device)
     else:
         solve = dict(solver="cvxpy", cvxpy_solver=args.solver)
     print(f"admmrelu demo: scikit-learn diabetes, n={X.shape[0]}, d={X.shape[1]} (with bias)")
@@ -116,9 +116,17 @@ def main(argv=None) -> int:
         choices=("admm", "CLARABEL", "ECOS", "SCS"),
         help="admmrelu's ADMM (default) or a cvxpy solver, for comparison",
     )
+    p_demo.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "gpu", "auto"),
+        help="where the ADMM iterations run (default cpu; gpu needs cupy and a CUDA GPU)",
+    )
     args = parser.parse_args(argv)
     if args.blocks < 1 or not 0 < args.beta_fraction:
         parser.error("--blocks must be >= 1 and --beta-fraction > 0")
+    if args.device != "cpu" and args.solver != "admm":
+        parser.error("--device applies to the ADMM solver only; drop it or use --solver admm")
     return demo(args)
 
 

@@ -26,9 +26,22 @@ def test_demo_small(capsys):
 
 
 def test_bad_arguments_exit_with_usage():
-    with pytest.raises(SystemExit) as exc:
-        main(["demo", "--blocks", "0"])
-    assert exc.value.code == 2
+    for argv in (["demo", "--blocks", "0"], ["demo", "--device", "gpu", "--solver", "ECOS"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+
+
+def test_demo_on_auto_device_matches_cpu(capsys):
+    """--device auto (the CPU here, the GPU where one is usable) prints the same optima."""
+    objectives = {}
+    for device in ("cpu", "auto"):
+        assert main(["demo", "--blocks", "6", "--seed", "3", "--device", device]) == 0
+        out = capsys.readouterr().out
+        found = re.findall(r"status optimal\s+objective (\S+)", out)
+        objectives[device] = [float(v) for v in found]
+    assert len(objectives["cpu"]) == 3
+    assert objectives["auto"] == pytest.approx(objectives["cpu"], rel=1e-6)
 
 
 def test_module_entry_point_help():
