@@ -13,10 +13,13 @@ instead, and the memory is cleared.
 
 The differences live in two preallocated (m, N) ring buffers and the Gram matrix
 ``dG dG^T`` is updated one row at a time, so a step costs O(m N) with no allocation of
-size m N.
+size m N.  The buffers live where the iterates do (numpy or cupy); the m x m Gram matrix
+and its solve stay on the host.
 """
 
 import numpy as np
+
+from .kernels import array_namespace, as_numpy
 
 
 class AndersonAccelerator:
@@ -46,8 +49,9 @@ class AndersonAccelerator:
         """The next iterate from ``w`` and ``T(w)``."""
         if self.memory == 0:
             return Tw
+        xp = array_namespace(w)
         g = Tw - w
-        g_norm = float(np.linalg.norm(g))
+        g_norm = float(xp.linalg.norm(g))
         if self._fallback is not None and g_norm > self._fallback_norm:
             self.n_rejected += 1
             fallback = self._fallback
@@ -64,24 +68,26 @@ class AndersonAccelerator:
         gram = self._gram[:m, :m].copy()
         gram[np.diag_indices(m)] += self.regularization * max(np.trace(gram), 1e-300)
         try:
-            gamma = np.linalg.solve(gram, dG @ g)
+            gamma = np.linalg.solve(gram, as_numpy(dG @ g))
         except np.linalg.LinAlgError:
             self.reset()
             return Tw
         if not np.all(np.isfinite(gamma)):
             self.reset()
             return Tw
+        gamma = xp.asarray(gamma, dtype=w.dtype)
         return Tw - gamma @ dW - gamma @ dG
 
     def _store(self, dw: np.ndarray, dg: np.ndarray) -> None:
         if self._dW is None or self._dW.shape[1] != dw.size:
-            self._dW = np.empty((self.memory, dw.size))
-            self._dG = np.empty((self.memory, dw.size))
+            xp = array_namespace(dw)
+            self._dW = xp.empty((self.memory, dw.size), dtype=dw.dtype)
+            self._dG = xp.empty((self.memory, dw.size), dtype=dw.dtype)
         i = self._next
         self._dW[i] = dw
         self._dG[i] = dg
         self._count = min(self._count + 1, self.memory)
         self._next = (i + 1) % self.memory
-        row = self._dG[: self._count] @ dg
+        row = as_numpy(self._dG[: self._count] @ dg)
         self._gram[i, : self._count] = row
         self._gram[: self._count, i] = row

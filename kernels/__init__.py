@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _reference
 from ._reference import array_namespace as array_namespace
+from ._reference import as_numpy as as_numpy
 
 #: Values accepted by ``device=`` (``"numpy"`` selects the reference kernels on the CPU).
 DEVICES = ("cpu", "gpu", "auto", "numpy")

@@ -209,6 +209,11 @@ def _copy_signs(G):
     return xp.asarray([1.0, -1.0], dtype=G.dtype).reshape(2, 1, 1, 1)
 
 
+def as_numpy(a):
+    """A numpy or cupy array as a numpy array (a device-to-host copy for cupy)."""
+    return a.get() if array_namespace(a).__name__ == "cupy" else a
+
+
 def array_namespace(a):
     """The array module of ``a`` (numpy or cupy), without importing cupy."""
     module = type(a).__module__.split(".")[0]

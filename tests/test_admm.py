@@ -584,3 +584,12 @@ def test_iterates_keep_the_requested_dtype(device, depth, request):
             w = step.Tw
         pieces = [*w, step.z, step.x, step.s, step.u_s, step.Gx]
         assert {str(piece.dtype) for piece in pieces} == {dtype}
+
+
+def test_anderson_buffers_follow_the_iterates(small):
+    """Anderson's ring buffers take the iterates' dtype (and array module): a float32 solve
+    with acceleration ends at the float64 solve's certified optimum."""
+    reference_res = small.solve(anderson_memory=5)
+    res = small.solve(anderson_memory=5, dtype="float32")
+    assert reference_res.status == res.status == "optimal"
+    assert res.objective == pytest.approx(reference_res.objective, rel=2e-6)
