@@ -23,6 +23,9 @@ import numpy as np
 from .cones import block_dual_norm
 from .kernels import array_namespace
 
+#: Exact solves that :func:`certify` spends on a prediction that cannot reach ``sufficient``.
+SHORT_REFINEMENTS = 10
+
 
 @dataclass(frozen=True)
 class Certificate:
@@ -78,7 +81,9 @@ def bounds_from_products(Z, shifted=None):
     return bound
 
 
-def max_block_dual_norm(problem, v, multipliers=None, target=0.0) -> tuple[float, np.ndarray]:
+def max_block_dual_norm(
+    problem, v, multipliers=None, target=0.0, max_refined=None
+) -> tuple[float, np.ndarray]:
     """An upper bound on ``max_t max(sigma_t(A_t^T v), sigma_t(-A_t^T v))``, and the
     refined norms (2, P).
 
@@ -88,14 +93,15 @@ def max_block_dual_norm(problem, v, multipliers=None, target=0.0) -> tuple[float
     the inner solver's accuracy); a positive ``target`` (say ``beta (1 + 1e-7)``) spares the
     exact solves of blocks already known to lie below it, and the value returned is then the
     larger of the refined maximum and the largest unrefined bound: still an upper bound.
+    ``max_refined`` caps the number of exact solves (the same kind of upper bound results).
     """
     Z = problem.adjoint(v)  # (2, P, m1, d): A_t^T v and -A_t^T v
     upper = _upper_bounds(problem, Z, multipliers)
     exact = np.full((2, problem.n_blocks), np.nan)
     best = 0.0
-    for flat in np.argsort(-upper, axis=None, kind="stable"):
+    for rank, flat in enumerate(np.argsort(-upper, axis=None, kind="stable")):
         c, t = divmod(int(flat), problem.n_blocks)
-        if upper[c, t] <= max(best, target):
+        if upper[c, t] <= max(best, target) or rank == max_refined:
             best = max(best, upper[c, t])  # the largest bound left unrefined
             break
         exact[c, t] = block_dual_norm(problem.polar_generators(t), Z[c, t])
@@ -146,7 +152,10 @@ def certify(problem, yhat, multipliers=None, target_ratio=0.0, sufficient=None) 
     ``sufficient``: a bound that is good enough (say the objective minus the gap
     tolerance).  Refinement then also stops at the largest gamma whose scaled bound
     (:func:`scaled_dual_bound`) still reaches it (:func:`largest_sufficient_gamma`), so a
-    loose tolerance or good multipliers spare every exact solve.
+    loose tolerance or good multipliers spare every exact solve.  When not even
+    ``gamma = beta`` (every block exactly feasible) reaches it, no refinement can, and at
+    most ``SHORT_REFINEMENTS`` blocks (those of largest bound) are refined: enough to
+    find blocks that column generation should add, without solving for all of them.
     """
     y, beta = problem.y, problem.beta
     yhat = np.asarray(yhat, dtype=np.float64)
@@ -156,10 +165,12 @@ def certify(problem, yhat, multipliers=None, target_ratio=0.0, sufficient=None) 
             f"{yhat.shape}. Use problem.forward(U) for the prediction of a point U."
         )
     v = y - yhat
-    target = target_ratio * beta
+    target, max_refined = target_ratio * beta, None
     if sufficient is not None:
         target = max(target, largest_sufficient_gamma(v, y, beta, sufficient))
-    gamma, exact = max_block_dual_norm(problem, v, multipliers, target)
+        if scaled_dual_bound(v, y, beta, beta)[0] < sufficient:
+            max_refined = SHORT_REFINEMENTS
+    gamma, exact = max_block_dual_norm(problem, v, multipliers, target, max_refined)
     n_refined = int(np.count_nonzero(~np.isnan(exact)))
     bound, scale = scaled_dual_bound(v, y, beta, gamma)
     return Certificate(bound, gamma / beta, scale, n_refined, exact)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import admmrelu as ar
 from admmrelu.certificate import (
+    SHORT_REFINEMENTS,
     block_upper_bounds,
     improve_multipliers,
     largest_sufficient_gamma,
@@ -337,3 +338,21 @@ def test_improve_multipliers_on_bound_operators_matches_the_problem(device, dept
             before = block_upper_bounds(prob, v, mu0)
             after = block_upper_bounds(prob, v, mu.astype(np.float64))
             assert np.all(after <= before * (1 + 1e-5))
+
+
+def test_unreachable_sufficient_bound_caps_the_exact_solves():
+    """A target no refinement can reach (above the gamma = beta bound) spends at most
+    SHORT_REFINEMENTS exact solves, on the blocks of largest bound; the bound stays valid."""
+    prob, rng = sampled_problem(40, 3, 30, 2, None, seed=4, beta=1e-3)
+    yhat = np.zeros(prob.n_samples)
+    full = ar.certify(prob, yhat)
+    assert full.n_refined > SHORT_REFINEMENTS  # otherwise the cap would not show
+    unreachable = 2.0 * (0.5 * prob.y @ prob.y)  # above any dual value
+    capped = ar.certify(prob, yhat, sufficient=unreachable)
+    assert capped.n_refined == SHORT_REFINEMENTS
+    # the refined blocks are those of largest cheap bound, with the exact values
+    refined = ~np.isnan(capped.block_norms)
+    upper = block_upper_bounds(prob, prob.y - yhat)
+    assert upper[refined].min() >= upper[~refined].max()
+    np.testing.assert_allclose(capped.block_norms[refined], full.block_norms[refined])
+    assert capped.dual_bound <= full.dual_bound + 1e-12 * (1 + abs(full.dual_bound))
