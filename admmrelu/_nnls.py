@@ -7,6 +7,7 @@ The problems here are small (a few dozen rows), so a plain numpy version is enou
 """
 
 import numpy as np
+from scipy import linalg
 
 
 def nnls(A, b, max_iter=None):
@@ -41,7 +42,9 @@ def nnls(A, b, max_iter=None):
         passive[j] = True
         while True:
             z = np.zeros(k)
-            z[passive] = np.linalg.lstsq(A[:, passive], b, rcond=None)[0]
+            z[passive] = linalg.lstsq(A[:, passive], b, lapack_driver="gelsy", check_finite=False)[
+                0
+            ]
             if np.all(z[passive] > 0):
                 x = z
                 break
@@ -54,3 +57,8 @@ def nnls(A, b, max_iter=None):
             if not passive.any():
                 break
     return x, float(np.linalg.norm(A @ x - b))
+
+
+def _least_squares(A, b):
+    """Minimum-residual solution of ``A x = b`` (pivoted QR; rank-deficient A allowed)."""
+    return linalg.lstsq(A, b, lapack_driver="gelsy", check_finite=False)[0]
