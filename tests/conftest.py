@@ -1,6 +1,7 @@
 """Shared fixtures: thread limits, seeded tiny data sets and their exact arrangements."""
 
 import os
+import warnings
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -34,6 +35,20 @@ def tiny_data(n, d, seed):
     hidden = np.maximum(np.einsum("nd,kdj->nkj", X, W1), 0)
     y = np.maximum(np.einsum("nkj,kj->nk", hidden, w2), 0) @ w3 + 0.1 * rng.standard_normal(n)
     return X, y
+
+
+def make_problem(n, d, P, depth, width, seed, frac):
+    """tiny_data (bias column, 3-unit teacher + noise), sampled blocks, beta = frac beta_max.
+
+    Returns X, y and the problem."""
+    X, y = tiny_data(n, d, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # tiny data: fewer cells than asked
+        arr = ar.sample_arrangements(
+            X, n_blocks=P, depth=depth, width=width if depth == 3 else None, seed=seed
+        )
+    prob = ar.ConvexReLUProblem(X, y, 1.0, arr)
+    return X, y, prob.with_beta(frac * prob.beta_max)
 
 
 @pytest.fixture(scope="session")

@@ -14,12 +14,11 @@ Independent references used here:
 
 import re
 import time
-import warnings
 
 import numpy as np
 import pytest
 from admmrelu.kernels import gpu_unavailable_reason
-from conftest import tiny_data
+from conftest import make_problem
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -34,18 +33,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:found only .* distinct non-trivi
 EPS_ABS, EPS_REL, EPS_FEAS = 1e-8, 1e-6, 1e-8
 #: ... and after a limit, "optimal_inaccurate" promises the gap tolerance times this.
 INACCURATE_FACTOR = 10.0
-
-
-def make_problem(n, d, P, depth, width, seed, frac):
-    """tiny_data (bias column, 3-unit teacher + noise), sampled blocks, beta = frac beta_max."""
-    X, y = tiny_data(n, d, seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        arr = ar.sample_arrangements(
-            X, n_blocks=P, depth=depth, width=width if depth == 3 else None, seed=seed
-        )
-    prob = ar.ConvexReLUProblem(X, y, 1.0, arr)
-    return X, y, prob.with_beta(frac * prob.beta_max)
 
 
 def reference(prob):

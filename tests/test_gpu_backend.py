@@ -18,11 +18,9 @@ import warnings
 import numpy as np
 import pytest
 from admmrelu.kernels import _reference, get_backend, gpu_unavailable_reason
-from conftest import tiny_data
+from conftest import make_problem
 from hypothesis import given
 from hypothesis import strategies as st
-
-import admmrelu as ar
 
 _REASON = gpu_unavailable_reason()
 if _REASON is not None:
@@ -299,18 +297,6 @@ def test_asarray_and_to_host():
 
 
 # ------------------------------------------------------------------------- solver
-def sampled_problem(n, d, P, depth, width, seed, frac):
-    """tiny_data with sampled blocks at ``frac`` beta_max (as in test_admm.make_problem)."""
-    X, y = tiny_data(n, d, seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        arr = ar.sample_arrangements(
-            X, n_blocks=P, depth=depth, width=width if depth == 3 else None, seed=seed
-        )
-    prob = ar.ConvexReLUProblem(X, y, 1.0, arr)
-    return prob.with_beta(frac * prob.beta_max)
-
-
 def gap_tolerance(prob, objective):
     """The documented certified gap of an "optimal" result (ADMMSettings defaults):
     eps_abs b^2 + eps_rel objective with b^2 = mean(y^2), eps_abs = 1e-8, eps_rel = 1e-6."""
@@ -335,7 +321,7 @@ def test_gpu_solve_matches_cpu_solve(n, d, P, depth, width, seed):
     float32 iterations do not loosen that: the finish recomputes the point and its
     certificate in float64, so the float32 solve is held to the same bound (its looser
     part is the path: more iterations, not a worse certified point)."""
-    prob = sampled_problem(n, d, P, depth, width, seed, 0.1)
+    prob = make_problem(n, d, P, depth, width, seed, 0.1)[2]
     cpu = prob.solve(solver="admm", device="cpu")
     assert cpu.status == "optimal", cpu
     for dtype in ("float64", "float32"):
