@@ -36,6 +36,9 @@ from scipy import linalg
 _STEP_FRACTION = 0.99
 #: Steps shorter than this mean the iteration has stalled (rounding).
 _STALL_STEP = 1e-6
+#: Largest relative residual of a Woodbury solve of the normal equations; beyond it the
+#: iteration goes on with the dense factor.
+_WOODBURY_RESIDUAL = 1e-11
 #: A stalled iteration counts as converged within this factor of the tolerance.
 _REDUCED_FACTOR = 100.0
 
@@ -108,7 +111,9 @@ class BlockRows:
             M[cols, cols] += (B.T * weights[rows]) @ B
 
 
-def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None, offset=0.0) -> IPMResult:
+def solve_qp_socp(
+    P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None, offset=0.0, P_factor=None
+) -> IPMResult:
     """Solve the program of the module docstring.
 
     Parameters
@@ -129,12 +134,17 @@ def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None, offset
         relative to ``max(1, |objective + offset|)`` (the polish passes ``0.5 ||y||^2``, so
         that a good fit, whose objective is far below it, is still solved to ``tol`` of its
         own size).
+    P_factor : ndarray (r, N) or None
+        F with ``P = F^T F``.  When r is small against N (the polish of a few samples
+        over many blocks) the normal equations are solved by Woodbury around their
+        block-diagonal part (:class:`_LowRankNormal`), at O(N r^2) instead of O(N^3).
     """
     deadline = None if time_limit is None else time.perf_counter() + time_limit
     n_x, m = len(q), L.n_rows
     K, k = cones.shape
     degree = m + K
-    x, s_lin, z_lin, s_soc, z_soc = _initial_point(P, q, L, cones)
+    blocks = _Components.of(L, cones, P_factor) if _low_rank_pays(P_factor, n_x) else None
+    x, s_lin, z_lin, s_soc, z_soc = _initial_point(P, blocks, q, L, cones)
     scale_q = 1.0 + np.max(np.abs(q))
     converged, iteration = False, 0
     while iteration < max_iter:
@@ -157,7 +167,8 @@ def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None, offset
         mu = gap / degree
         scaling = _Scaling(s_lin, z_lin, s_soc, z_soc)
         try:
-            factor = _factor_normal_matrix(P, L, cones, scaling)
+            H = np.einsum("gij,gjk->gik", scaling.W_inv_soc, scaling.W_inv_soc)
+            factor = _normal_equations(P, blocks, L, cones, 1.0 / scaling.w_lin**2, H)
         except (linalg.LinAlgError, ValueError):  # lost definiteness to rounding: a stall
             converged = accuracy <= _REDUCED_FACTOR * tol
             break
@@ -179,8 +190,13 @@ def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None, offset
             -_jordan(lam_soc, lam_soc) - _jordan(ds_soc, dz_soc) + sigma * mu * e_soc,
         )
         alpha = min(1.0, _STEP_FRACTION * _max_step(s_lin, z_lin, s_soc, z_soc, step, 1e300))
+        if getattr(factor, "fell_back", False):
+            blocks = None  # Woodbury lost accuracy: dense from here on
         dx, ds_l, dz_l, ds_s, dz_s = step
         if alpha < _STALL_STEP or not all(np.all(np.isfinite(a)) for a in step):
+            if blocks is not None:  # Woodbury's rounding near the end: go on dense
+                blocks = None
+                continue
             converged = accuracy <= _REDUCED_FACTOR * tol
             break
         x = x + alpha * dx
@@ -191,15 +207,13 @@ def solve_qp_socp(P, q, L, cones, tol=1e-9, max_iter=60, time_limit=None, offset
     return IPMResult(x, z_lin, converged, iteration, parts)
 
 
-def _initial_point(P, q, L, cones):
+def _initial_point(P, blocks, q, L, cones):
     """CVXOPT's start: x from ``(P + G^T G) x = -q``, then ``s = -G x`` and ``z = G x``,
     each shifted along the cone identity e just into the interior."""
-    n_x = len(q)
-    M = P.copy()
-    L.add_gram(M, np.ones(L.n_rows))
-    np.add.at(M, (cones.ravel(), cones.ravel()), 1.0)
-    M[np.diag_indices(n_x)] += 1e-12 * max(1.0, float(np.max(np.abs(np.diag(M)))))
-    x = linalg.cho_solve(linalg.cho_factor(M, check_finite=False), -q, check_finite=False)
+    K, k = cones.shape
+    identity = np.broadcast_to(np.eye(k), (K, k, k))
+    system = _normal_equations(P, blocks, L, cones, np.ones(L.n_rows), identity, start=True)
+    x = system.solve(-q)
     (s_lin, s_soc), (z_lin, z_soc) = (
         _shift_inside(L.apply(x), x[cones]),
         _shift_inside(-L.apply(x), -x[cones]),
@@ -266,15 +280,164 @@ class _Scaling:
         )
 
 
-def _factor_normal_matrix(P, L, cones, scaling):
-    """Cholesky factor of ``P + L^T W^-2 L + S^T W^-2 S``."""
-    M = P.copy()
-    weights = 1.0 / scaling.w_lin**2  # z / s
-    L.add_gram(M, weights)
-    H = np.einsum("gij,gjk->gik", scaling.W_inv_soc, scaling.W_inv_soc)
-    rows, cols = cones[:, :, None], cones[:, None, :]
-    np.add.at(M, (np.broadcast_to(rows, H.shape), np.broadcast_to(cols, H.shape)), H)
-    return linalg.cho_factor(M, lower=True, check_finite=False)
+def _normal_equations(P, blocks, L, cones, lin_weights, soc_blocks, start=False):
+    """A solver of ``(P + L^T diag(lin_weights) L + S^T blockdiag(soc_blocks) S) x = r``:
+    Woodbury around the block-diagonal part when ``blocks`` (the structure) is given and
+    its blocks factor, else one dense Cholesky (raises LinAlgError when M is not positive
+    definite to working precision).  ``start``: the initial point's system, whose dense
+    form gets a tiny diagonal shift (a variable may have no row and no cone yet)."""
+    if blocks is not None:
+        try:
+            return _LowRankNormal(blocks, L, cones, lin_weights, soc_blocks)
+        except linalg.LinAlgError:  # a block-diagonal part singular to rounding: go dense
+            pass
+    return _DenseNormal(P, L, cones, lin_weights, soc_blocks, start)
+
+
+class _DenseNormal:
+    """One Cholesky factor of the dense normal matrix (O(N^3))."""
+
+    def __init__(self, P, L, cones, lin_weights, soc_blocks, start):
+        M = P.copy()
+        L.add_gram(M, lin_weights)
+        rows, cols = cones[:, :, None], cones[:, None, :]
+        index = (np.broadcast_to(rows, soc_blocks.shape), np.broadcast_to(cols, soc_blocks.shape))
+        np.add.at(M, index, soc_blocks)
+        if start:
+            M[np.diag_indices_from(M)] += 1e-12 * max(1.0, float(np.max(np.abs(np.diag(M)))))
+        self._factor = linalg.cho_factor(M, lower=True, check_finite=False)
+
+    def solve(self, rhs):
+        return linalg.cho_solve(self._factor, rhs, check_finite=False)
+
+
+def _low_rank_pays(P_factor, n_x) -> bool:
+    """Woodbury costs about N r^2 a factorisation, the dense Cholesky N^3 / 3."""
+    return P_factor is not None and 3 * P_factor.shape[0] < n_x
+
+
+class _Components:
+    """The connected blocks of the normal matrix without P = F^T F: each cone and each row
+    block couples its variables.  The polish's components are its working blocks (m1 d
+    weights and m1 cone heights each), so they come in few sizes; components of one size
+    are stacked (``index[s]``: (count, s) variable indices) for batched linear algebra,
+    with ``F_of[s]`` (r, count s) their columns of F."""
+
+    def __init__(self, members, n_x, F):
+        self.F = F
+        self.index = {}
+        self.slot = np.empty(n_x, dtype=int)  # the variable's component within its size
+        self.position = np.empty(n_x, dtype=int)  # and its place in that component
+        by_size = {}
+        for idx in members:
+            by_size.setdefault(len(idx), []).append(idx)
+        for size, group in by_size.items():
+            stacked = np.array(group)
+            self.index[size] = stacked
+            self.slot[stacked] = np.arange(len(group))[:, None]
+            self.position[stacked] = np.arange(size)[None, :]
+        self.size = {int(v): s for s, idx in self.index.items() for v in idx.ravel()}
+        self.F_of = {s: F[:, idx].reshape(F.shape[0], -1) for s, idx in self.index.items()}
+
+    @classmethod
+    def of(cls, L, cones, F):
+        n_x = L.n_columns
+        parent = np.arange(n_x)
+
+        def root(i):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        groups = [np.asarray(c) for c in cones]
+        groups += [np.arange(cols.start, cols.stop) for _, cols, _ in L._slices()]
+        for idx in groups:
+            first = root(idx[0])
+            for i in idx[1:]:
+                parent[root(i)] = first
+        roots = np.array([root(i) for i in range(n_x)])
+        members = [np.flatnonzero(roots == r) for r in np.unique(roots)]
+        return cls(members, n_x, F)
+
+
+class _LowRankNormal:
+    """``M = B + F^T F`` with B block diagonal (the cone and row terms) and F (r, N):
+
+        M^-1 v = B^-1 v - B^-1 F^T C^-1 F B^-1 v,    C = I_r + F B^-1 F^T,
+
+    batched solves with the stacked blocks and one r x r Cholesky; a solve adds one step
+    of iterative refinement (the residual with M applied through F and the blocks)."""
+
+    def __init__(self, blocks, L, cones, lin_weights, soc_blocks):
+        self._F, self._F_of = blocks.F, blocks.F_of
+        self._index = blocks.index
+        self._B = {s: np.zeros((len(idx), s, s)) for s, idx in blocks.index.items()}
+        for B, cols, rows in L._slices():
+            start = cols.start
+            stack = self._B[blocks.size[start]][blocks.slot[start]]
+            local = blocks.position[cols]
+            stack[np.ix_(local, local)] += (B.T * lin_weights[rows]) @ B
+        for size in self._B:
+            mine = np.array([blocks.size[int(cone[0])] == size for cone in cones], dtype=bool)
+            if mine.any():
+                slot = blocks.slot[cones[mine, 0]][:, None, None]
+                local = blocks.position[cones[mine]]
+                np.add.at(
+                    self._B[size], (slot, local[:, :, None], local[:, None, :]), soc_blocks[mine]
+                )
+        for stack in self._B.values():  # LinAlgError unless every block is definite
+            np.linalg.cholesky(stack)
+        # B_c^-1 F_c^T, (count, s, r) per size
+        r = self._F.shape[0]
+        self._Y = {
+            s: np.linalg.solve(self._B[s], F_s.reshape(r, -1, s).transpose(1, 2, 0))
+            for s, F_s in self._F_of.items()
+        }
+        C = np.eye(r)
+        for s, F_s in self._F_of.items():
+            C += F_s @ self._Y[s].reshape(-1, r)
+        self._C = linalg.cho_factor(C, lower=True, check_finite=False)
+        self.fell_back = False
+
+    def _woodbury(self, v):
+        pieces = {
+            s: np.linalg.solve(self._B[s], v[idx][..., None])[..., 0]
+            for s, idx in self._index.items()
+        }
+        t = sum(F_s @ pieces[s].ravel() for s, F_s in self._F_of.items())
+        c = linalg.cho_solve(self._C, t, check_finite=False)
+        out = np.empty_like(v)
+        for s, idx in self._index.items():
+            out[idx] = pieces[s] - self._Y[s] @ c
+        return out
+
+    def _apply(self, x):
+        out = self._F.T @ (self._F @ x)
+        for s, idx in self._index.items():
+            out[idx] += (self._B[s] @ x[idx][..., None])[..., 0]
+        return out
+
+    def solve(self, rhs):
+        """``M^-1 rhs``; when the refined Woodbury solution still leaves a residual above
+        ``_WOODBURY_RESIDUAL`` (an ill-conditioned block), the dense factor of M is built
+        and used instead, and ``fell_back`` tells the caller to go on dense."""
+        if not self.fell_back:
+            x = self._woodbury(rhs)
+            x = x + self._woodbury(rhs - self._apply(x))
+            residual = np.max(np.abs(rhs - self._apply(x)))
+            if residual <= _WOODBURY_RESIDUAL * (np.max(np.abs(rhs)) + 1e-300):
+                return x
+            self.fell_back = True
+            self._dense = linalg.cho_factor(self._matrix(), lower=True, check_finite=False)
+        return linalg.cho_solve(self._dense, rhs, check_finite=False)
+
+    def _matrix(self):
+        """M itself (dense)."""
+        M = self._F.T @ self._F
+        for s, idx in self._index.items():
+            M[idx[:, :, None], idx[:, None, :]] += self._B[s]
+        return M
 
 
 def _newton_direction(factor, L, cones, sc, r_x, r_lin, r_soc, rhs_lin, rhs_soc):
@@ -298,7 +461,7 @@ def _newton_direction(factor, L, cones, sc, r_x, r_lin, r_soc, rhs_lin, rhs_soc)
         + L.adjoint(r_lin / wl2 + d_lin / sc.w_lin)
         + _scatter(Hr_soc + Winv_d_soc, cones, n_x)
     )
-    dx = linalg.cho_solve(factor, rhs, check_finite=False)
+    dx = factor.solve(rhs)
     G_dx_lin, G_dx_soc = -L.apply(dx), -dx[cones]
     dz_lin = (G_dx_lin + r_lin) / wl2 + d_lin / sc.w_lin
     dz_soc = np.einsum("gij,gj->gi", H, G_dx_soc + r_soc) + Winv_d_soc

@@ -190,7 +190,10 @@ def _solve_reduced(problem, design, rows_all, keep, time_limit):
     groups = np.arange(n_groups)
     cones = np.hstack([n_u + groups[:, None], groups[:, None] * d + np.arange(d)])
     offset = 0.5 * float(problem.y @ problem.y)  # the loss's constant, left out of q
-    result = solve_qp_socp(P, q, L, cones, _IP_TOLERANCE, time_limit=time_limit, offset=offset)
+    F = np.hstack([design, np.zeros((design.shape[0], n_groups))])  # P = F^T F
+    result = solve_qp_socp(
+        P, q, L, cones, _IP_TOLERANCE, time_limit=time_limit, offset=offset, P_factor=F
+    )
     if not result.converged:
         return None
     return result.x[:n_u], result.z_linear

@@ -4,10 +4,11 @@ conditions, on random group-lasso programs with linear cone rows (the polish's s
 import clarabel
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import sparse
 
+from admmrelu import conic_ipm
 from admmrelu.conic_ipm import BlockRows, solve_qp_socp
 
 
@@ -105,3 +106,51 @@ def test_time_limit_stops_unconverged(time_limit):
     res = solve_qp_socp(P, q, L, cones, time_limit=time_limit)
     assert not res.converged
     assert res.iterations == 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_groups=st.integers(3, 10),
+    d=st.integers(2, 6),
+    n=st.integers(1, 6),
+    m=st.integers(0, 60),
+    beta=st.floats(0.01, 5.0),
+)
+def test_low_rank_normal_equations_reach_the_same_optimum(seed, n_groups, d, n, m, beta):
+    """With P = F^T F of rank n far below N, Woodbury around the block-diagonal part (and
+    the dense tail after a stall) reaches the dense method's and Clarabel's optimum."""
+    P, q, L, cones = group_lasso_program(seed, n_groups, d, n, m, beta)
+    N = n_groups * d
+    values, vectors = np.linalg.eigh(P[:N, :N])  # P's loss part has rank <= n
+    keep = values > 1e-10 * max(values.max(), 1e-300)
+    factor = (vectors[:, keep] * np.sqrt(values[keep])).T
+    P_factor = np.hstack([factor, np.zeros((factor.shape[0], n_groups))])
+    np.testing.assert_allclose(P_factor.T @ P_factor, P, atol=1e-9 * (1 + np.abs(P).max()))
+    assume(3 * P_factor.shape[0] < len(q))  # the Woodbury path is the one taken
+    dense = solve_qp_socp(P, q, L, cones, tol=1e-9)
+    low_rank = solve_qp_socp(P, q, L, cones, tol=1e-9, P_factor=P_factor)
+    assert dense.converged and low_rank.converged
+    reference = clarabel_objective(P, q, L, cones)
+    scale = 1.0 + abs(reference)
+    for res in (dense, low_rank):
+        assert 0.5 * res.x @ P @ res.x + q @ res.x == pytest.approx(reference, abs=1e-7 * scale)
+
+
+def test_low_rank_normal_solve_matches_the_dense_one():
+    """One Woodbury solve (with its refinement step) against the dense Cholesky solve of
+    the same normal matrix, at spread-out interior-point weights."""
+    rng = np.random.default_rng(3)
+    n_groups, d, n = 8, 4, 3
+    P, q, L, cones = group_lasso_program(3, n_groups, d, n, 40, 0.5)
+    F = np.hstack([rng.standard_normal((n, n_groups * d)), np.zeros((n, n_groups))])
+    P = F.T @ F
+    weights = np.exp(rng.uniform(-8, 8, L.n_rows))
+    K, k = cones.shape
+    A = rng.standard_normal((K, k, k))
+    H = A @ A.transpose(0, 2, 1) + 1e-3 * np.eye(k)
+    rhs = rng.standard_normal(len(q))
+    blocks = conic_ipm._Components.of(L, cones, F)
+    dense = conic_ipm._DenseNormal(P, L, cones, weights, H, start=False).solve(rhs)
+    woodbury = conic_ipm._LowRankNormal(blocks, L, cones, weights, H).solve(rhs)
+    np.testing.assert_allclose(woodbury, dense, rtol=1e-8, atol=1e-10 * np.abs(dense).max())
