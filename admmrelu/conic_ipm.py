@@ -386,12 +386,12 @@ class _LowRankNormal:
                 np.add.at(
                     self._B[size], (slot, local[:, :, None], local[:, None, :]), soc_blocks[mine]
                 )
-        for stack in self._B.values():  # LinAlgError unless every block is definite
-            np.linalg.cholesky(stack)
+        # Cholesky factors of the blocks (LinAlgError unless every block is definite)
+        self._chol = {s: np.linalg.cholesky(stack) for s, stack in self._B.items()}
         # B_c^-1 F_c^T, (count, s, r) per size
         r = self._F.shape[0]
         self._Y = {
-            s: np.linalg.solve(self._B[s], F_s.reshape(r, -1, s).transpose(1, 2, 0))
+            s: self._block_solve(s, F_s.reshape(r, -1, s).transpose(1, 2, 0))
             for s, F_s in self._F_of.items()
         }
         C = np.eye(r)
@@ -400,10 +400,15 @@ class _LowRankNormal:
         self._C = linalg.cho_factor(C, lower=True, check_finite=False)
         self.fell_back = False
 
+    def _block_solve(self, s, rhs):
+        """``B_c^-1 rhs`` for the stacked blocks of size s, rhs (count, s, k), through
+        their Cholesky factors (two batched triangular solves)."""
+        chol = self._chol[s]
+        return np.linalg.solve(chol.transpose(0, 2, 1), np.linalg.solve(chol, rhs))
+
     def _woodbury(self, v):
         pieces = {
-            s: np.linalg.solve(self._B[s], v[idx][..., None])[..., 0]
-            for s, idx in self._index.items()
+            s: self._block_solve(s, v[idx][..., None])[..., 0] for s, idx in self._index.items()
         }
         t = sum(F_s @ pieces[s].ravel() for s, F_s in self._F_of.items())
         c = linalg.cho_solve(self._C, t, check_finite=False)
