@@ -167,8 +167,8 @@ def solve_qp_socp(
         mu = gap / degree
         scaling = _Scaling(s_lin, z_lin, s_soc, z_soc)
         try:
-            H = np.einsum("gij,gjk->gik", scaling.W_inv_soc, scaling.W_inv_soc)
-            factor = _normal_equations(P, blocks, L, cones, 1.0 / scaling.w_lin**2, H)
+            weights = 1.0 / scaling.w_lin**2
+            factor = _normal_equations(P, blocks, L, cones, weights, scaling.H_soc)
         except (linalg.LinAlgError, ValueError):  # lost definiteness to rounding: a stall
             converged = accuracy <= _REDUCED_FACTOR * tol
             break
@@ -190,7 +190,7 @@ def solve_qp_socp(
             -_jordan(lam_soc, lam_soc) - _jordan(ds_soc, dz_soc) + sigma * mu * e_soc,
         )
         alpha = min(1.0, _STEP_FRACTION * _max_step(s_lin, z_lin, s_soc, z_soc, step, 1e300))
-        if getattr(factor, "fell_back", False):
+        if factor.fell_back:
             blocks = None  # Woodbury lost accuracy: dense from here on
         dx, ds_l, dz_l, ds_s, dz_s = step
         if alpha < _STALL_STEP or not all(np.all(np.isfinite(a)) for a in step):
@@ -265,6 +265,7 @@ class _Scaling:
         W_inv[:, 1:, 0] *= -1.0
         self.W_soc = W * eta[:, None, None]
         self.W_inv_soc = W_inv / eta[:, None, None]
+        self.H_soc = self.W_inv_soc @ self.W_inv_soc  # W^-2, the cones' normal-matrix blocks
         self.lam_soc = np.einsum("gij,gj->gi", self.W_soc, z_soc)
 
     def scaled_pair_lin(self, step):
@@ -297,6 +298,8 @@ def _normal_equations(P, blocks, L, cones, lin_weights, soc_blocks, start=False)
 class _DenseNormal:
     """One Cholesky factor of the dense normal matrix (O(N^3))."""
 
+    fell_back = False  # (the interface of _LowRankNormal)
+
     def __init__(self, P, L, cones, lin_weights, soc_blocks, start):
         M = P.copy()
         L.add_gram(M, lin_weights)
@@ -326,17 +329,18 @@ class _Components:
     def __init__(self, members, n_x, F):
         self.F = F
         self.index = {}
-        self.slot = np.empty(n_x, dtype=int)  # the variable's component within its size
-        self.position = np.empty(n_x, dtype=int)  # and its place in that component
+        self.size = np.empty(n_x, dtype=int)  # the size of the variable's component,
+        self.slot = np.empty(n_x, dtype=int)  # the component's place among those of its size
+        self.position = np.empty(n_x, dtype=int)  # and the variable's place in it
         by_size = {}
         for idx in members:
             by_size.setdefault(len(idx), []).append(idx)
         for size, group in by_size.items():
             stacked = np.array(group)
             self.index[size] = stacked
+            self.size[stacked] = size
             self.slot[stacked] = np.arange(len(group))[:, None]
             self.position[stacked] = np.arange(size)[None, :]
-        self.size = {int(v): s for s, idx in self.index.items() for v in idx.ravel()}
         self.F_of = {s: F[:, idx].reshape(F.shape[0], -1) for s, idx in self.index.items()}
 
     @classmethod
@@ -379,7 +383,7 @@ class _LowRankNormal:
             local = blocks.position[cols]
             stack[np.ix_(local, local)] += (B.T * lin_weights[rows]) @ B
         for size in self._B:
-            mine = np.array([blocks.size[int(cone[0])] == size for cone in cones], dtype=bool)
+            mine = blocks.size[cones[:, 0]] == size
             if mine.any():
                 slot = blocks.slot[cones[mine, 0]][:, None, None]
                 local = blocks.position[cones[mine]]
@@ -459,7 +463,7 @@ def _newton_direction(factor, L, cones, sc, r_x, r_lin, r_soc, rhs_lin, rhs_soc)
     # (P + G^T W^-2 G) dx = -r_x - G^T W^-2 r_z - G^T W^-1 d
     wl2 = sc.w_lin**2
     Winv_d_soc = np.einsum("gij,gj->gi", sc.W_inv_soc, d_soc)
-    H = np.einsum("gij,gjk->gik", sc.W_inv_soc, sc.W_inv_soc)
+    H = sc.H_soc
     Hr_soc = np.einsum("gij,gj->gi", H, r_soc)
     rhs = (
         -r_x
