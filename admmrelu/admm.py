@@ -151,21 +151,22 @@ class ADMMSolver:
         self.scaled = ScaledProblem.from_problem(problem)
         arr = problem.arrangements
         to_device = self.backend.asarray
-        self.X_loss = to_device(self.scaled.problem.X, dtype)
-        X_cone = to_device(self.scaled.X_cone, dtype)
         masks1 = to_device(arr.masks1)
         signs = to_device(arr.signs, dtype)
         masks2 = None if arr.masks2 is None else to_device(arr.masks2)
-        self.cone_operands = (X_cone, masks1, signs, masks2)
-        self.loss_operands = (self.X_loss, masks1, signs, masks2)
-        # the original problem's operators on the device: the certificate's multiplier
-        # improvement (100 products per finish) runs there
-        X = to_device(problem.X, dtype)
-        self.original_operators = BoundOperators(self.backend, X, masks1, signs, masks2)
+
+        def operators(X):
+            return BoundOperators(self.backend, to_device(X, dtype), masks1, signs, masks2)
+
+        # the cone rows (unit rows X^), the loss (X~), and the original problem (X): the
+        # certificate's multiplier improvement (100 products per finish) runs on the last
+        self.cone_operators = operators(self.scaled.X_cone)
+        self.loss_operators = operators(self.scaled.problem.X)
+        self.original_operators = operators(problem.X)
         if problem.depth == 2:
-            self.system = KroneckerWoodburySystem(self.backend, self.X_loss, X_cone, masks1, signs)
+            self.system = KroneckerWoodburySystem(self.loss_operators, self.cone_operators.X)
         else:
-            self.system = BlockDiagonalSystem(self.backend, X_cone, masks1, signs)
+            self.system = BlockDiagonalSystem(self.cone_operators)
         self.setup_time = time.perf_counter() - start
         self._setup_pending = True  # the first solve reports the setup time
 
@@ -233,13 +234,13 @@ class _Splitting:
         self.beta = problem.beta
         self.var_shape = problem.var_shape
         self.cone_shape = problem.cone_shape
-        self.cone_operands = solver.cone_operands
-        self.loss_operands = solver.loss_operands
+        self.cone_operators = solver.cone_operators
+        self.loss_operators = solver.loss_operators
         self.dtype = solver.dtype
         self.depth = problem.depth
         self.y = backend.asarray(problem.y, self.dtype)
         if self.depth == 2:
-            self.loss_gradient_at_zero = backend.adjoint(*self.loss_operands, self.y)  # F~^T y~
+            self.loss_gradient_at_zero = self.loss_operators.adjoint(self.y)  # F~^T y~
             self.loss_coef = None
         else:
             self.loss_gradient_at_zero = None
@@ -247,9 +248,6 @@ class _Splitting:
             # copy-major, as (n, 2, P) reshapes
             self.loss_coef = backend.asarray(np.hstack([coef, -coef]), self.dtype)
             self.theta = -self.y  # residuals of the loss-coupled prox, warm-started
-
-    def cone_adjoint(self, L):
-        return self.backend.cone_adjoint(*self.cone_operands, L)
 
     def second_layer_slacks(self, w_s, rho):
         """q (n, 2, P): the prox of the loss-coupled second-layer rows (depth 3), else None."""
@@ -265,18 +263,18 @@ class _Splitting:
     # ------------------------------------------------------------------- step
     def step(self, w, rho, alpha):
         """One ADMM iteration ``T(w)`` (two fused passes over the slacks, module doc)."""
-        backend = self.backend
+        cone = self.cone_operators
         w_z, w_s = w
-        z = backend.block_soft_threshold(w_z, self.beta / rho)
+        z = self.backend.block_soft_threshold(w_z, self.beta / rho)
         q = self.second_layer_slacks(w_s, rho)
         # rho ((z - u_z) + G^T (s - u_s)) with u = w - (z, s)
-        rhs = rho * ((2 * z - w_z) + backend.reflected_cone_adjoint(*self.cone_operands, w_s, q))
+        rhs = rho * ((2 * z - w_z) + cone.reflected_cone_adjoint(w_s, q))
         if self.loss_gradient_at_zero is not None:
             rhs += self.loss_gradient_at_zero
         x = self.system.solve(rhs, rho)
         Tw = (
             w_z + alpha * (x - z),  # alpha x + (1 - alpha) z + u_z
-            backend.relaxed_slack_update(*self.cone_operands, x, w_s, q, alpha),
+            cone.relaxed_slack_update(x, w_s, q, alpha),
         )
         return _Step(self, w, z, q, x, Tw)
 
@@ -318,7 +316,7 @@ class _Splitting:
             w_z = z + (w_z - z) * (self.beta / state.beta)
             return (w_z, w_s), settings.rho or state.rho
         z = self.backend.asarray(self.scaled.from_original(warm_start.weights), self.dtype)
-        return (z, self.backend.cone(*self.cone_operands, z)), default_rho
+        return (z, self.cone_operators.cone(z)), default_rho
 
 
 class _Step:
@@ -342,7 +340,7 @@ class _Step:
 
     @cached_property
     def Gx(self):
-        return self._split.backend.cone(*self._split.cone_operands, self.x)
+        return self._split.cone_operators.cone(self.x)
 
 
 def _check_warm_start(warm_start, problem):
@@ -409,7 +407,7 @@ class _Run:
                         status = Status.NUMERICAL_ERROR
                         break
                     check = self._check(step, rho, iteration, start)
-                    recent_sets[iteration] = self._polish_blocks(self.split.to_host(step.z))
+                    recent_sets[iteration], _ = self._polish_blocks(self.split.to_host(step.z))
                     stable = _settled(recent_sets, iteration)
                     loose = check.within(_LOOSE_FACTOR)
                     if iteration >= next_finish and (
@@ -462,11 +460,12 @@ class _Run:
     def _check(self, step, rho, iteration, start):
         split = self.split
         r_prim = max(_inf_norm(step.x - step.z), _inf_norm(step.Gx - step.s))
-        r_dual = rho * _inf_norm((step.x - step.z) + split.cone_adjoint(step.Gx - step.s))
+        cone = split.cone_operators
+        r_dual = rho * _inf_norm((step.x - step.z) + cone.cone_adjoint(step.Gx - step.s))
         prim_scale = max(
             _inf_norm(step.x), _inf_norm(step.z), _inf_norm(step.Gx), _inf_norm(step.s)
         )
-        dual_terms = [rho * _inf_norm(step.u_z), rho * _inf_norm(split.cone_adjoint(step.u_s))]
+        dual_terms = [rho * _inf_norm(step.u_z), rho * _inf_norm(cone.cone_adjoint(step.u_s))]
         if split.loss_gradient_at_zero is not None:
             dual_terms.append(_inf_norm(split.loss_gradient_at_zero))
         dual_scale = max(dual_terms)
@@ -494,13 +493,12 @@ class _Run:
         scaled rows ``G~ = h G^`` the multiplier ``mu^ / h`` gives ``G~^T (mu^ / h) =
         G^^T mu^``, so they enter through the unit-row operator directly.
         """
-        split = self.split
-        backend, xp = split.backend, split.xp
-        v = split.y - backend.forward(*split.loss_operands, step.z)
+        split, xp = self.split, self.split.xp
+        v = split.y - split.loss_operators.forward(step.z)
         regularizer = float(xp.sum(xp.linalg.norm(step.z, axis=3)))
         objective = 0.5 * float(v @ v) + split.beta * regularizer
-        Z = backend.adjoint(*split.loss_operands, v)
-        shifted = Z + split.cone_adjoint(self._admm_multipliers(step, rho))
+        Z = split.loss_operators.adjoint(v)
+        shifted = Z + split.cone_operators.cone_adjoint(self._admm_multipliers(step, rho))
         gamma = float(xp.max(bounds_from_products(Z, shifted)))
         bound, _ = scaled_dual_bound(v, split.y, split.beta, gamma)
         factor = self.scaled.objective_scale
@@ -521,7 +519,8 @@ class _Run:
         to_host = self.split.to_host
         admm_mu = to_host(self._admm_multipliers(step, rho))
         z, w_z = to_host(step.z), to_host(step.w[0])
-        working = self._polish_blocks(z) | self.generated
+        selected, capped = self._polish_blocks(z)
+        working = selected | self.generated
         candidate = None
         if use_polish and self.settings.polish and working.any():
             for _ in range(_COLUMN_ROUNDS):
@@ -552,8 +551,9 @@ class _Run:
                 working |= violated
         if candidate is not None:
             self._consider(candidate)
-            if self._meets(candidate, tolerance_factor) or not self._capped(z):
-                return self._meets(candidate, tolerance_factor)
+            met = self._meets(candidate, tolerance_factor)
+            if met or not capped:
+                return met
         # The ADMM iterate itself, projected: the candidate when there is no polish, and a
         # second one when the polish was capped at _POLISH_MAX_VARIABLES (many active
         # blocks, large d) and so may have left out blocks the solution needs.
@@ -561,25 +561,19 @@ class _Run:
         self._consider(self._candidate(U, admm_mu))
         return self._meets(self.best, tolerance_factor, self.best_bound)
 
-    def _polish_blocks(self, z):
-        """(2, P): the blocks of z above ``_POLISH_FRACTION`` of the largest block norm, at
-        most the ``_POLISH_MAX_VARIABLES / (m1 d)`` largest (the reduced solve is dense)."""
-        norms, most = self._block_norms_and_cap(z)
-        threshold = _POLISH_FRACTION * norms.max()
-        if np.count_nonzero(norms > threshold) > most:
-            threshold = max(threshold, np.sort(norms, axis=None)[-most - 1])
-        return norms > threshold
-
-    def _capped(self, z) -> bool:
-        """Whether :meth:`_polish_blocks` had to drop blocks above its fraction."""
-        norms, most = self._block_norms_and_cap(z)
-        return np.count_nonzero(norms > _POLISH_FRACTION * norms.max()) > most
-
     @staticmethod
-    def _block_norms_and_cap(z):
-        """Block norms (2, P) of z and the most blocks a polish may take."""
+    def _polish_blocks(z):
+        """(2, P): the blocks of z above ``_POLISH_FRACTION`` of the largest block norm, at
+        most the ``_POLISH_MAX_VARIABLES / (m1 d)`` largest (the reduced solve is dense);
+        and whether that cap dropped any of them."""
+        norms = np.linalg.norm(z, axis=3).sum(axis=2)
         _, _, m1, d = z.shape
-        return np.linalg.norm(z, axis=3).sum(axis=2), max(1, _POLISH_MAX_VARIABLES // (m1 * d))
+        most = max(1, _POLISH_MAX_VARIABLES // (m1 * d))
+        threshold = _POLISH_FRACTION * norms.max()
+        capped = np.count_nonzero(norms > threshold) > most
+        if capped:
+            threshold = max(threshold, np.sort(norms, axis=None)[-most - 1])
+        return norms > threshold, capped
 
     def _candidate(self, U, scaled_mu, exact_blocks=None) -> _Candidate:
         """Objective and certificate of the original-problem point U (made feasible).

@@ -38,44 +38,39 @@ class KroneckerWoodburySystem:
 
     Parameters
     ----------
-    backend : Backend
-        The kernels and array module (:func:`admmrelu.kernels.get_backend`); the arrays
-        below are that backend's, all of one float dtype.
-    X_loss : array (n, d)
-        ``X~``, the data in the loss.
+    loss : BoundOperators
+        ``F~``: the backend's operators on ``X~``, the data in the loss (depth 2: masks1
+        (n, P, 1)), arrays of one float dtype.
     X_cone : array (n, d)
-        ``X^``, the unit-row data of the cone rows.
-    masks1, signs : the problem's arrangements (depth 2: masks1 (n, P, 1)).
+        ``X^``, the unit-row data of the cone rows, an array of the same backend.
     """
 
-    def __init__(self, backend, X_loss, X_cone, masks1, signs):
-        xp = backend.xp
-        self._backend = backend
-        self._operands = (X_loss, masks1, signs, None)
+    def __init__(self, loss, X_cone):
+        xp = loss.backend.xp
+        self._loss = loss
+        X_loss = loss.X
         n, d = X_loss.shape
         self._K1_inv = xp.linalg.inv(xp.eye(d, dtype=X_loss.dtype) + X_cone.T @ X_cone)
-        mask = masks1[:, :, 0].astype(X_loss.dtype)
+        mask = loss.masks1[:, :, 0].astype(X_loss.dtype)
         self._S0 = (X_loss @ self._K1_inv @ X_loss.T) * (mask @ mask.T)
         self._cache_size = max(1, min(_CACHE_SIZE, _CACHE_BYTES // (2 * self._S0.nbytes)))
         self._factors: dict[float, object] = {}
 
     def solve(self, rhs, rho: float):
         """``M^-1 rhs`` for rhs of shape (2, P, 1, d)."""
-        backend = self._backend
         factor = self._factor(rho)
         K_inv = self._K1_inv / rho
         p = rhs @ K_inv
-        e = backend.forward(*self._operands, p)
-        c = backend.cho_solve(factor, e)
-        return p - backend.adjoint(*self._operands, c) @ K_inv
+        c = self._loss.backend.cho_solve(factor, self._loss.forward(p))
+        return p - self._loss.adjoint(c) @ K_inv
 
     def _factor(self, rho: float):
         if rho not in self._factors:
             if len(self._factors) >= self._cache_size:
                 self._factors.pop(next(iter(self._factors)))
             C = self._S0 * (2.0 / rho)
-            C[self._backend.xp.diag_indices_from(C)] += 1.0
-            self._factors[rho] = self._backend.cho_factor(C)
+            C[self._loss.backend.xp.diag_indices_from(C)] += 1.0
+            self._factors[rho] = self._loss.backend.cho_factor(C)
         return self._factors[rho]
 
 
@@ -83,12 +78,14 @@ class BlockDiagonalSystem:
     """Depth-3 system ``rho (I + G^^T G^) x = r``, block by block (see module doc).
 
     ``N_t = I + I (x) X^^T X^ + B^_t^T B^_t``; the (j, k) block of ``B^_t^T B^_t`` is
-    ``s_j s_k X^^T D1_j D1_k X^``, computed for all t at once as one GEMM per (j, k).
-    The arrays are ``backend``'s (see :class:`KroneckerWoodburySystem`).
+    ``s_j s_k X^^T D1_j D1_k X^``, computed for all t at once as one GEMM per (j, k),
+    from ``cone``, the backend's operators on ``X^``
+    (:class:`admmrelu.kernels.BoundOperators`).
     """
 
-    def __init__(self, backend, X_cone, masks1, signs):
-        xp = backend.xp
+    def __init__(self, cone):
+        xp = cone.backend.xp
+        X_cone, masks1, signs = cone.X, cone.masks1, cone.signs
         n, d = X_cone.shape
         _, P, m1 = masks1.shape
         dtype = X_cone.dtype

@@ -11,7 +11,7 @@ import numpy as np
 from ._validation import as_float_matrix, as_float_vector, check_positive_float
 from .arrangements import Arrangements
 from .cones import polar_generators, project_onto_cone
-from .kernels import get_backend
+from .kernels import BoundOperators, get_backend
 
 #: Relative tolerance on a generator's cone membership when checking arrangements against X.
 _GENERATOR_TOL = 1e-8
@@ -70,7 +70,13 @@ class ConvexReLUProblem:
                 f"{self.X.shape[0]} rows; build them from this X"
             )
         self.arrangements = arrangements
-        self._backend = get_backend("cpu")
+        self._operators = BoundOperators(
+            get_backend("cpu"),
+            self.X,
+            arrangements.masks1,
+            arrangements.signs,
+            arrangements.masks2,
+        )
         self._check_generators()
 
     # ----------------------------------------------------------------- sizes
@@ -107,25 +113,25 @@ class ConvexReLUProblem:
     # ------------------------------------------------------------- operators
     def forward(self, U) -> np.ndarray:
         """Predictions ``sum_t A_t (w_t - w'_t)`` of shape (n,) for U of shape (2, P, m1, d)."""
-        return self._backend.forward(*self._operands(), self._check_var(U))
+        return self._operators.forward(self._check_var(U))
 
     def adjoint(self, r) -> np.ndarray:
         """Adjoint of :meth:`forward`: ``(A_t^T r, -A_t^T r)_t`` of shape (2, P, m1, d)."""
         r = np.asarray(r, dtype=np.float64)
         if r.shape != (self.n_samples,):
             raise ValueError(f"r must have shape ({self.n_samples},); got {r.shape}")
-        return self._backend.adjoint(*self._operands(), r)
+        return self._operators.adjoint(r)
 
     def cone(self, U) -> np.ndarray:
         """Cone-constraint values ``G U`` of shape (n, 2, P, R); feasible iff all >= 0."""
-        return self._backend.cone(*self._operands(), self._check_var(U))
+        return self._operators.cone(self._check_var(U))
 
     def cone_adjoint(self, L) -> np.ndarray:
         """Adjoint of :meth:`cone`: ``G^T L`` for L (n, 2, P, R); returns (2, P, m1, d)."""
         L = np.asarray(L, dtype=np.float64)
         if L.shape != self.cone_shape:
             raise ValueError(f"L must have shape {self.cone_shape}; got {L.shape}")
-        return self._backend.cone_adjoint(*self._operands(), L)
+        return self._operators.cone_adjoint(L)
 
     # ------------------------------------------------------------ objective
     def regularizer(self, U) -> float:
@@ -221,10 +227,6 @@ class ConvexReLUProblem:
         )
 
     # -------------------------------------------------------------- helpers
-    def _operands(self):
-        arr = self.arrangements
-        return self.X, arr.masks1, arr.signs, arr.masks2
-
     def _check_var(self, U):
         U = np.asarray(U, dtype=np.float64)
         if U.shape != self.var_shape:

@@ -15,6 +15,7 @@ Every operation accepts float32 or float64 arrays (all of one dtype; masks are b
 returns that dtype.
 """
 
+import functools
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -73,9 +74,11 @@ class Backend:
 class BoundOperators:
     """A backend's masked operators bound to one problem's data (arrays of that backend).
 
-    ``forward(U)``, ``adjoint(r)``, ``cone(U)``, ``cone_adjoint(L)`` with the shapes of
-    :mod:`._reference`; ``X`` and ``width`` as on a ``ConvexReLUProblem``, so functions
-    written against a problem's operators (the certificate's) run on the device too.
+    ``forward(U)``, ``adjoint(r)``, ``cone(U)``, ``cone_adjoint(L)`` and the fused
+    ``reflected_cone_adjoint(w_s, q)``, ``relaxed_slack_update(x, w_s, q, alpha)``, with the
+    shapes of :mod:`._reference`; ``X`` and ``width`` as on a ``ConvexReLUProblem``, so
+    functions written against a problem's operators (the certificate's) run on the device
+    too.
     """
 
     backend: Backend
@@ -99,6 +102,16 @@ class BoundOperators:
 
     def cone_adjoint(self, L):
         return self.backend.cone_adjoint(self.X, self.masks1, self.signs, self.masks2, L)
+
+    def reflected_cone_adjoint(self, w_s, q):
+        return self.backend.reflected_cone_adjoint(
+            self.X, self.masks1, self.signs, self.masks2, w_s, q
+        )
+
+    def relaxed_slack_update(self, x, w_s, q, alpha):
+        return self.backend.relaxed_slack_update(
+            self.X, self.masks1, self.signs, self.masks2, x, w_s, q, alpha
+        )
 
 
 def _scipy_cho_factor(C):
@@ -149,15 +162,14 @@ def get_backend(device: str = "cpu") -> Backend:
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}; got {device!r}")
+    reason = gpu_unavailable_reason() if device in ("gpu", "auto") else None
     if device == "auto":
-        device = "cpu" if gpu_unavailable_reason() else "gpu"
-    if device == "gpu":
-        reason = gpu_unavailable_reason()
-        if reason:
-            raise RuntimeError(
-                f"device='gpu' is not usable here: {reason}. Install admmrelu[gpu] on a "
-                "machine with a CUDA GPU, or use device='cpu' (or 'auto')."
-            )
+        device = "cpu" if reason else "gpu"
+    if device == "gpu" and reason:
+        raise RuntimeError(
+            f"device='gpu' is not usable here: {reason}. Install admmrelu[gpu] on a "
+            "machine with a CUDA GPU, or use device='cpu' (or 'auto')."
+        )
     if device not in _BACKENDS:
         _BACKENDS[device] = _load(device)
     return _BACKENDS[device]
@@ -175,8 +187,10 @@ def _load(device: str) -> Backend:
     return _gpu.BACKEND
 
 
+@functools.cache
 def gpu_unavailable_reason() -> str | None:
-    """None when cupy imports and sees a usable CUDA device; else why not (a sentence)."""
+    """None when cupy imports and sees a usable CUDA device; else why not (a sentence).
+    Probed once per process (an import and a kernel launch)."""
     try:
         import cupy
     except Exception as error:  # ImportError, or a broken CUDA installation

@@ -19,8 +19,8 @@ import warnings
 
 import numpy as np
 import pytest
+from admmrelu.kernels import BoundOperators, get_backend
 from admmrelu.kernels import _reference as ref
-from admmrelu.kernels import get_backend
 from admmrelu.kernels._reference import block_soft_threshold, loss_coupled_projection
 from hypothesis import given
 from hypothesis import strategies as st
@@ -126,9 +126,8 @@ def test_kronecker_woodbury_system_matches_dense_solve(device, case):
     G = dense_cone_matrix(scaled)
     N = F.shape[1]
     FtF, GtG = F.T @ F, G.T @ G
-    system = KroneckerWoodburySystem(
-        get_backend(device), scaled.problem.X, scaled.X_cone, arr.masks1, arr.signs
-    )
+    loss = BoundOperators(get_backend(device), scaled.problem.X, arr.masks1, arr.signs, None)
+    system = KroneckerWoodburySystem(loss, scaled.X_cone)
     assert_solves(
         system, lambda rho: FtF + rho * (np.eye(N) + GtG), RHOS, scaled.problem.var_shape, rng
     )
@@ -143,7 +142,8 @@ def test_block_diagonal_system_matches_dense_solve(device, case):
     G = dense_cone_matrix(scaled)  # includes the second-layer rows (masks2)
     N = G.shape[1]
     GtG = G.T @ G
-    system = BlockDiagonalSystem(get_backend(device), scaled.X_cone, arr.masks1, arr.signs)
+    cone = BoundOperators(get_backend(device), scaled.X_cone, arr.masks1, arr.signs, arr.masks2)
+    system = BlockDiagonalSystem(cone)
     # depth 3: no loss term in the x-update (it moved to the s-update)
     assert_solves(system, lambda rho: rho * (np.eye(N) + GtG), RHOS, scaled.problem.var_shape, rng)
 
