@@ -36,6 +36,7 @@ certificate shows to be violated (column generation), and certify the feasible p
 within ``eps_abs + eps_rel * objective`` and the point is cone-feasible to ``eps_feas``.
 """
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -44,6 +45,7 @@ import numpy as np
 
 from .anderson import AndersonAccelerator
 from .certificate import bounds_from_products, certify, improve_multipliers, scaled_dual_bound
+from .cones import project_onto_cone
 from .kernels import BoundOperators, get_backend
 from .kernels._reference import slack
 from .linsys import BlockDiagonalSystem, KroneckerWoodburySystem
@@ -81,6 +83,10 @@ _SUFFICIENT_SHARE = 0.5
 _DUAL_ITERATIONS = 50
 #: Limits of the run: the final status relaxes the tolerances by this factor.
 _INACCURATE_FACTOR = 10.0
+#: After time_limit, the certificate of the last iterate may take this fraction of the
+#: limit plus these seconds (the documented bound on the overrun).
+_GRACE_FRACTION = 0.05
+_GRACE_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -201,7 +207,8 @@ def solve_path(
 
     Returns
     -------
-    list of SolveResult, one per beta, in the order of ``betas``.
+    list of SolveResult, one per beta, in the order of ``betas``; after a Ctrl-C, the
+    results up to the interrupted solve (its ``solver_status`` is ``"interrupted"``).
     """
     if "warm_start" in options:
         raise TypeError("solve_path chains warm starts itself; drop the warm_start option")
@@ -213,6 +220,8 @@ def solve_path(
     for beta in betas:
         previous = solver.solve(beta, warm_start=previous, **options)
         results.append(previous)
+        if previous.solver_status == Status.INTERRUPTED:
+            break  # Ctrl-C stops the path, not only the solve it came in
     return results
 
 
@@ -391,6 +400,7 @@ class _Run:
         self.log.header(self.problem, s, rho)
         accel = AndersonAccelerator(s.anderson_memory)
         status, step, iteration = None, None, 0
+        stop_reason = None  # why the loop stopped, when not by converging
         recent_sets, next_finish, wait = {}, 0, _FIRST_WAIT  # iteration -> polish blocks
         try:
             while status is None:
@@ -428,12 +438,16 @@ class _Run:
         except KeyboardInterrupt:
             status = Status.INTERRUPTED
         if status not in (Status.OPTIMAL, Status.NUMERICAL_ERROR) and step is not None:
+            stop_reason = status
             status = self._grade_after_limit(status, step, rho)
         if self.best is None:  # no usable iterate (max_iter=0, a numerical error at once)
             self._consider(self._candidate(np.zeros(self.problem.var_shape), None))
         solve_end = time.perf_counter()
         state = ADMMState(w=self.split.to_host(self.split.pack(w)), rho=rho, beta=self.split.beta)
-        return self._result(status, iteration, setup_time, solve_end - start, state, rho)
+        result = self._result(status, iteration, setup_time, solve_end - start, state, rho)
+        if stop_reason is not None:
+            result = dataclasses.replace(result, solver_status=str(stop_reason))
+        return result
 
     def _next_point(self, accel, w, Tw):
         """``T(w)``, or its Anderson extrapolation when acceleration is on."""
@@ -443,18 +457,26 @@ class _Run:
         return split.unpack(accel.step(split.pack(w), split.pack(Tw)))
 
     def _grade_after_limit(self, status, step, rho):
-        """After a limit or an interrupt: the best feasible point so far, graded with
-        tolerances relaxed by ``_INACCURATE_FACTOR`` (``optimal_inaccurate`` if met).
-        Only ``max_iter`` leaves time for a polish; an interrupt keeps its status."""
-        interrupted = status == Status.INTERRUPTED
-        use_polish = status == Status.MAX_ITER_REACHED  # no time left otherwise
+        """After a limit or an interrupt: certify the projected last iterate (no polish:
+        a limit is never followed by unbounded work), then grade the best point against
+        the best bound.  The status follows the certified gap: ``optimal`` when it meets
+        the tolerances, ``optimal_inaccurate`` when it meets them relaxed by
+        ``_INACCURATE_FACTOR``, else the limit's own status.
+
+        After ``time_limit`` this work gets ``_GRACE_FRACTION`` of the limit plus
+        ``_GRACE_SECONDS``; a second Ctrl-C skips it."""
+        if status == Status.TIME_LIMIT_REACHED:
+            limit = self.settings.time_limit
+            self.deadline = self.deadline + _GRACE_FRACTION * limit + _GRACE_SECONDS
         try:
-            met = self._finish(step, rho, _INACCURATE_FACTOR, use_polish=use_polish)
+            self._finish(step, rho, 1.0, use_polish=False)
         except KeyboardInterrupt:
-            return Status.INTERRUPTED
-        if interrupted:
-            return status
-        return Status.OPTIMAL_INACCURATE if met else status
+            pass
+        if self._meets(self.best, 1.0, self.best_bound):
+            return Status.OPTIMAL
+        if self._meets(self.best, _INACCURATE_FACTOR, self.best_bound):
+            return Status.OPTIMAL_INACCURATE
+        return status
 
     # ----------------------------------------------------------------- checks
     def _check(self, step, rho, iteration, start):
@@ -524,6 +546,8 @@ class _Run:
         candidate = None
         if use_polish and self.settings.polish and working.any():
             for _ in range(_COLUMN_ROUNDS):
+                if self._time_left() == 0.0:
+                    break
                 start = time.perf_counter()
                 result = polish(self.scaled, working, w_z, self._time_left(), self.known_rows)
                 self.polish_time += time.perf_counter() - start
@@ -534,6 +558,7 @@ class _Run:
                 mu = np.where(working[None, :, :, None], result.multipliers, admm_mu)
                 weights = self.scaled.to_original(result.weights)
                 candidate = self._candidate(weights, mu, exact_blocks=working)
+                self._consider(candidate)  # kept at once: a Ctrl-C may come next round
                 violated = self._violated_blocks(candidate) & ~working
                 self.log.message(
                     f"polish on {working.sum()} blocks, {result.n_rows} rows: objective "
@@ -550,15 +575,13 @@ class _Run:
                     break
                 working |= violated
         if candidate is not None:
-            self._consider(candidate)
             met = self._meets(candidate, tolerance_factor)
             if met or not capped:
                 return met
         # The ADMM iterate itself, projected: the candidate when there is no polish, and a
         # second one when the polish was capped at _POLISH_MAX_VARIABLES (many active
         # blocks, large d) and so may have left out blocks the solution needs.
-        U = self.problem.project(self.scaled.to_original(z))
-        self._consider(self._candidate(U, admm_mu))
+        self._consider(self._candidate(self.scaled.to_original(z), admm_mu))
         return self._meets(self.best, tolerance_factor, self.best_bound)
 
     @staticmethod
@@ -585,7 +608,7 @@ class _Run:
         """
         start = time.perf_counter()
         problem = self.problem
-        U = problem.project(U)
+        U = self._project(U)
         prediction = problem.forward(U)
         mu = None
         if scaled_mu is not None:  # scaled row multipliers -> original rows: b mu^ / h
@@ -598,7 +621,14 @@ class _Run:
         objective = problem.objective(U)
         target = 1.0 + _CERTIFICATE_SHARE * self.settings.eps_rel
         sufficient = objective - _SUFFICIENT_SHARE * self._gap_tolerance(objective)
-        cert = certify(problem, prediction, mu, target_ratio=target, sufficient=sufficient)
+        cert = certify(
+            problem,
+            prediction,
+            mu,
+            target_ratio=target,
+            sufficient=sufficient,
+            deadline=self.deadline,
+        )
         self.certificate_time += time.perf_counter() - start
         return _Candidate(
             weights=U,
@@ -610,6 +640,22 @@ class _Run:
             block_norms=cert.block_norms,
         )
 
+    def _project(self, U):
+        """``problem.project(U)`` block by block, largest blocks first, until the
+        deadline; blocks whose turn comes after it are set to zero (the apex of their
+        cone), so the point is always feasible."""
+        problem = self.problem
+        U = np.array(U, copy=True)
+        violated = np.any(problem.cone(U) < 0, axis=(0, 3))  # (2, P)
+        norms = np.where(violated, np.linalg.norm(U, axis=3).sum(axis=2), -1.0)
+        for flat in np.argsort(-norms, axis=None, kind="stable")[: violated.sum()]:
+            c, t = divmod(int(flat), problem.n_blocks)
+            if self._time_left() == 0.0:
+                U[c, t] = 0.0
+            else:
+                U[c, t] = project_onto_cone(problem.polar_generators(t), U[c, t])
+        return U
+
     def _improved_multipliers(self, v, mu):
         """:func:`improve_multipliers` on the solver's device and dtype, back on the host."""
         split = self.split
@@ -618,6 +664,7 @@ class _Run:
             split.backend.asarray(v, split.dtype),
             split.backend.asarray(mu, split.dtype),
             _DUAL_ITERATIONS,
+            self.deadline,
         )
         return split.to_host(device_mu)
 

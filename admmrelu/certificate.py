@@ -16,6 +16,7 @@ soon as no remaining cheap bound exceeds the largest refined value.
 """
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +83,7 @@ def bounds_from_products(Z, shifted=None):
 
 
 def max_block_dual_norm(
-    problem, v, multipliers=None, target=0.0, max_refined=None
+    problem, v, multipliers=None, target=0.0, max_refined=None, deadline=None
 ) -> tuple[float, np.ndarray]:
     """An upper bound on ``max_t max(sigma_t(A_t^T v), sigma_t(-A_t^T v))``, and the
     refined norms (2, P).
@@ -93,7 +94,8 @@ def max_block_dual_norm(
     the inner solver's accuracy); a positive ``target`` (say ``beta (1 + 1e-7)``) spares the
     exact solves of blocks already known to lie below it, and the value returned is then the
     larger of the refined maximum and the largest unrefined bound: still an upper bound.
-    ``max_refined`` caps the number of exact solves (the same kind of upper bound results).
+    ``max_refined`` caps the number of exact solves, and ``deadline`` (a
+    ``time.perf_counter()`` value) their time: the same kind of upper bound results.
     """
     Z = problem.adjoint(v)  # (2, P, m1, d): A_t^T v and -A_t^T v
     upper = _upper_bounds(problem, Z, multipliers)
@@ -101,7 +103,8 @@ def max_block_dual_norm(
     best = 0.0
     for rank, flat in enumerate(np.argsort(-upper, axis=None, kind="stable")):
         c, t = divmod(int(flat), problem.n_blocks)
-        if upper[c, t] <= max(best, target) or rank == max_refined:
+        out_of_time = deadline is not None and time.perf_counter() >= deadline
+        if upper[c, t] <= max(best, target) or rank == max_refined or out_of_time:
             best = max(best, upper[c, t])  # the largest bound left unrefined
             break
         exact[c, t] = block_dual_norm(problem.polar_generators(t), Z[c, t])
@@ -109,7 +112,7 @@ def max_block_dual_norm(
     return best, exact
 
 
-def improve_multipliers(operators, v, multipliers, iterations):
+def improve_multipliers(operators, v, multipliers, iterations, deadline=None):
     """Better cone multipliers for the bounds of :func:`block_upper_bounds`, all blocks at once.
 
     Accelerated projected gradient (FISTA) on the smooth surrogate
@@ -124,6 +127,7 @@ def improve_multipliers(operators, v, multipliers, iterations):
     ``operators``: a ``ConvexReLUProblem``, or :class:`admmrelu.kernels.BoundOperators` of
     the same data on a device (then v and the multipliers are that device's arrays, in
     any float dtype: the result only steers the rigorous float64 bound computed later).
+    ``deadline`` (a ``time.perf_counter()`` value) stops the steps early.
     """
     xp = array_namespace(v)
     Z = operators.adjoint(v)
@@ -132,6 +136,8 @@ def improve_multipliers(operators, v, multipliers, iterations):
     mu = xp.maximum(multipliers, 0)
     previous, extrapolated, momentum = mu, mu, 1.0
     for _ in range(iterations):
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
         gradient = operators.cone(Z + operators.cone_adjoint(extrapolated))
         mu = xp.maximum(extrapolated - gradient / lipschitz, 0)
         next_momentum = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * momentum**2))  # a Python float
@@ -140,7 +146,9 @@ def improve_multipliers(operators, v, multipliers, iterations):
     return mu
 
 
-def certify(problem, yhat, multipliers=None, target_ratio=0.0, sufficient=None) -> Certificate:
+def certify(
+    problem, yhat, multipliers=None, target_ratio=0.0, sufficient=None, deadline=None
+) -> Certificate:
     """Certified lower bound from a prediction ``yhat`` of shape (n_samples,).
 
     ``multipliers`` (n, 2, P, R), optional: cone multipliers (for instance a solver's
@@ -156,6 +164,8 @@ def certify(problem, yhat, multipliers=None, target_ratio=0.0, sufficient=None) 
     ``gamma = beta`` (every block exactly feasible) reaches it, no refinement can, and at
     most ``SHORT_REFINEMENTS`` blocks (those of largest bound) are refined: enough to
     find blocks that column generation should add, without solving for all of them.
+    ``deadline`` (a ``time.perf_counter()`` value): no exact solve starts after it (the
+    bound stays rigorous, only looser).
     """
     y, beta = problem.y, problem.beta
     yhat = np.asarray(yhat, dtype=np.float64)
@@ -170,7 +180,7 @@ def certify(problem, yhat, multipliers=None, target_ratio=0.0, sufficient=None) 
         target = max(target, largest_sufficient_gamma(v, y, beta, sufficient))
         if scaled_dual_bound(v, y, beta, beta)[0] < sufficient:
             max_refined = SHORT_REFINEMENTS
-    gamma, exact = max_block_dual_norm(problem, v, multipliers, target, max_refined)
+    gamma, exact = max_block_dual_norm(problem, v, multipliers, target, max_refined, deadline)
     n_refined = int(np.count_nonzero(~np.isnan(exact)))
     bound, scale = scaled_dual_bound(v, y, beta, gamma)
     return Certificate(bound, gamma / beta, scale, n_refined, exact)

@@ -58,7 +58,9 @@ class SolveResult:
     solver : str
         ``"admm"`` or ``"cvxpy:<SOLVER>"``.
     solver_status : str
-        The backend's own status string.
+        The backend's own status string.  For the ADMM: why the iterations stopped when
+        a limit or a Ctrl-C stopped them (``"max_iter_reached"``, ``"time_limit_reached"``,
+        ``"interrupted"``; ``status`` still follows the certified gap), else ``status``.
     history : History
         Per-check trace (empty for cvxpy).
     admm_state : ADMMState or None
