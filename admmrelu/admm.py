@@ -44,7 +44,13 @@ from functools import cached_property
 import numpy as np
 
 from .anderson import AndersonAccelerator
-from .certificate import bounds_from_products, certify, improve_multipliers, scaled_dual_bound
+from .certificate import (
+    block_upper_bounds,
+    bounds_from_products,
+    certify,
+    improve_multipliers,
+    scaled_dual_bound,
+)
 from .cones import project_onto_cone
 from .kernels import BoundOperators, get_backend
 from .kernels._reference import slack
@@ -63,8 +69,15 @@ _RHO_MIN, _RHO_MAX = 1e-6, 1e6
 #: The polish starts from the blocks of z above this fraction of its largest block norm
 #: (the certificate adds any block that was missed).
 _POLISH_FRACTION = 3e-2
-#: Largest reduced program the polish builds (variables m1 d per block; dense solve).
-_POLISH_MAX_VARIABLES = 3000
+#: Flops that one interior-point iteration of the polish may cost: a dense Cholesky of
+#: 3000 variables (about 0.2 s on one core here).  With few samples the Woodbury path
+#: (n^2 N) allows more variables than the dense one (N^3 / 3); see _max_polish_variables.
+_POLISH_MAX_FLOPS = 3000**3 / 3
+#: Blocks whose dual-norm bound at the ADMM point (improved multipliers) reaches this
+#: fraction of beta join the polish too: at the benchmark's small-beta instances they
+#: held every block of the optimum that z had not yet raised above _POLISH_FRACTION, and
+#: each block found now spares a column-generation round (a whole interior-point solve).
+_NEAR_ACTIVE_RATIO = 0.8
 #: A finish is tried once the polish's blocks changed by at most _SETTLED_CHANGE of their
 #: number (at least one block) over this many iterations ...
 _STABLE_ITERATIONS = 50
@@ -83,6 +96,10 @@ _SUFFICIENT_SHARE = 0.5
 _DUAL_ITERATIONS = 50
 #: Limits of the run: the final status relaxes the tolerances by this factor.
 _INACCURATE_FACTOR = 10.0
+#: Blocks below this fraction of the largest are zeroed in the returned point when that
+#: costs at most _SPARSE_SLACK of the gap tolerance (see _Run._consider_sparser).
+_SPARSE_FRACTION = 1e-6
+_SPARSE_SLACK = 0.1
 #: After time_limit, the certificate of the last iterate may take this fraction of the
 #: limit plus these seconds (the documented bound on the overrun).
 _GRACE_FRACTION = 0.05
@@ -417,7 +434,7 @@ class _Run:
                         status = Status.NUMERICAL_ERROR
                         break
                     check = self._check(step, rho, iteration, start)
-                    recent_sets[iteration], _ = self._polish_blocks(self.split.to_host(step.z))
+                    recent_sets[iteration] = self._polish_blocks(self.split.to_host(step.z))
                     stable = _settled(recent_sets, iteration)
                     loose = check.within(_LOOSE_FACTOR)
                     if iteration >= next_finish and (
@@ -541,20 +558,21 @@ class _Run:
         to_host = self.split.to_host
         admm_mu = to_host(self._admm_multipliers(step, rho))
         z, w_z = to_host(step.z), to_host(step.w[0])
-        selected, capped = self._polish_blocks(z)
-        working = selected | self.generated
-        candidate = None
-        if use_polish and self.settings.polish and working.any():
+        candidate, capped = None, False
+        if use_polish and self.settings.polish:
+            working, capped = self._working_blocks(z, admm_mu)
             for _ in range(_COLUMN_ROUNDS):
-                if self._time_left() == 0.0:
+                if self._time_left() == 0.0 or not working.any():
                     break
                 start = time.perf_counter()
-                result = polish(self.scaled, working, w_z, self._time_left(), self.known_rows)
+                result = polish(
+                    self.scaled, working, w_z, self._time_left(), self.known_rows, max_rounds=1
+                )
                 self.polish_time += time.perf_counter() - start
                 if result is None:
                     self.log.message(f"polish on {working.sum()} blocks failed")
                     break
-                self.known_rows |= result.rows
+                self.known_rows |= result.rows | result.missing_rows
                 mu = np.where(working[None, :, :, None], result.multipliers, admm_mu)
                 weights = self.scaled.to_original(result.weights)
                 candidate = self._candidate(weights, mu, exact_blocks=working)
@@ -564,39 +582,86 @@ class _Run:
                     f"polish on {working.sum()} blocks, {result.n_rows} rows: objective "
                     f"{candidate.objective:.10g}, gap {candidate.gap:.3e}"
                     + (f", adding {violated.sum()} blocks" if violated.any() else "")
+                    + (f", {result.missing_rows.sum()} rows" if result.missing_rows.any() else "")
                 )
                 self.generated |= violated
                 working_size = (working | violated).sum() * z.shape[2] * z.shape[3]
                 if (
                     self._meets(candidate, tolerance_factor)
-                    or not violated.any()
-                    or working_size > 2 * _POLISH_MAX_VARIABLES
+                    or not (violated.any() or result.missing_rows.any())
+                    or working_size > 2 * _max_polish_variables(self.problem.n_samples)
                 ):
                     break
                 working |= violated
         if candidate is not None:
             met = self._meets(candidate, tolerance_factor)
+            if met:
+                self._consider_sparser(candidate, tolerance_factor)
             if met or not capped:
                 return met
         # The ADMM iterate itself, projected: the candidate when there is no polish, and a
-        # second one when the polish was capped at _POLISH_MAX_VARIABLES (many active
+        # second one when the polish was capped at _max_polish_variables (many active
         # blocks, large d) and so may have left out blocks the solution needs.
         self._consider(self._candidate(self.scaled.to_original(z), admm_mu))
         return self._meets(self.best, tolerance_factor, self.best_bound)
 
+    def _consider_sparser(self, candidate, tolerance_factor):
+        """The interior point leaves the blocks that are zero at the optimum at about its
+        tolerance; with those below ``_SPARSE_FRACTION`` of the largest block set to
+        zero, the point (a network with fewer neurons) replaces ``candidate`` as the best
+        when it still meets the tolerances and its objective is at most
+        ``_SPARSE_SLACK`` of the gap tolerance higher."""
+        U = candidate.weights
+        norms = np.linalg.norm(U, axis=3).sum(axis=2)
+        small = (norms > 0) & (norms <= _SPARSE_FRACTION * norms.max())
+        if not small.any():
+            return
+        sparse = self._candidate(np.where(small[:, :, None, None], 0.0, U), None)
+        self.best_bound = max(self.best_bound, sparse.dual_bound)
+        slack = _SPARSE_SLACK * self._gap_tolerance(candidate.objective)
+        if sparse.objective <= candidate.objective + slack and self._meets(
+            sparse, tolerance_factor, self.best_bound
+        ):
+            self.best = sparse
+
     @staticmethod
     def _polish_blocks(z):
-        """(2, P): the blocks of z above ``_POLISH_FRACTION`` of the largest block norm, at
-        most the ``_POLISH_MAX_VARIABLES / (m1 d)`` largest (the reduced solve is dense);
-        and whether that cap dropped any of them."""
+        """(2, P): the blocks of z above ``_POLISH_FRACTION`` of the largest block norm."""
         norms = np.linalg.norm(z, axis=3).sum(axis=2)
+        return norms > _POLISH_FRACTION * norms.max()
+
+    def _working_blocks(self, z, admm_mu):
+        """(2, P): the blocks of the polish, and whether its size cap dropped any.
+
+        In order of priority: the blocks of z above ``_POLISH_FRACTION`` of the largest
+        (by norm), then the blocks that column generation added, then those whose dual
+        ratio at z reaches ``_NEAR_ACTIVE_RATIO`` (by ratio); at most
+        ``_max_polish_variables(n) / (m1 d)`` of them."""
+        norms = np.linalg.norm(z, axis=3).sum(axis=2)
+        selected = norms > _POLISH_FRACTION * norms.max()
+        ratios = self._dual_ratios(z, admm_mu)
+        near = ratios >= _NEAR_ACTIVE_RATIO
+        # one key: the tier first (0 selected, 1 generated, 2 near), then norm or ratio
+        tier = np.where(selected, 0, np.where(self.generated, 1, 2))
+        score = np.where(selected, norms / max(norms.max(), np.finfo(float).tiny), ratios)
+        wanted = selected | self.generated | near
         _, _, m1, d = z.shape
-        most = max(1, _POLISH_MAX_VARIABLES // (m1 * d))
-        threshold = _POLISH_FRACTION * norms.max()
-        capped = np.count_nonzero(norms > threshold) > most
-        if capped:
-            threshold = max(threshold, np.sort(norms, axis=None)[-most - 1])
-        return norms > threshold, capped
+        most = max(1, _max_polish_variables(self.problem.n_samples) // (m1 * d))
+        order = np.lexsort((-score.ravel(), tier.ravel()))
+        order = order[wanted.ravel()[order]]
+        working = np.zeros(wanted.size, dtype=bool)
+        working[order[:most]] = True
+        capped = np.count_nonzero(selected) > most
+        return working.reshape(wanted.shape), capped
+
+    def _dual_ratios(self, z, admm_mu):
+        """(2, P): upper bounds on ``sigma_t(+-A_t^T v) / beta`` at the (unprojected) ADMM
+        point z, with the ADMM's multipliers improved by :func:`improve_multipliers`."""
+        problem = self.problem
+        v = problem.y - problem.forward(self.scaled.to_original(z))
+        h = self.scaled.row_norms[:, None, None, None]
+        mu = self._improved_multipliers(v, admm_mu * (self.scaled.y_scale / h))
+        return block_upper_bounds(problem, v, mu) / problem.beta
 
     def _candidate(self, U, scaled_mu, exact_blocks=None) -> _Candidate:
         """Objective and certificate of the original-problem point U (made feasible).
@@ -752,6 +817,16 @@ class _Check:
         if 1.0 / _RHO_BAND <= factor <= _RHO_BAND:
             return rho
         return float(np.clip(rho * factor, _RHO_MIN, _RHO_MAX))
+
+
+def _max_polish_variables(n_samples: int) -> int:
+    """Most variables N of a polish whose interior-point iteration costs at most
+    ``_POLISH_MAX_FLOPS``: the dense Cholesky costs ``N^3 / 3``, the Woodbury path
+    ``n^2 N + n^3 / 3`` (:mod:`admmrelu.conic_ipm`); the cheaper one sets the cap."""
+    dense = (3.0 * _POLISH_MAX_FLOPS) ** (1.0 / 3.0)
+    n = float(n_samples)
+    woodbury = (_POLISH_MAX_FLOPS - n**3 / 3.0) / n**2
+    return int(max(dense, woodbury))
 
 
 def _settled(recent_sets: dict, iteration: int) -> bool:

@@ -36,9 +36,13 @@ from scipy import linalg
 _STEP_FRACTION = 0.99
 #: Steps shorter than this mean the iteration has stalled (rounding).
 _STALL_STEP = 1e-6
-#: Largest relative residual of a Woodbury solve of the normal equations; beyond it the
-#: iteration goes on with the dense factor.
+#: Largest relative residual of a (refined) Woodbury solve of the normal equations; when
+#: refinement cannot reach it the iteration goes on with the dense factor.
 _WOODBURY_RESIDUAL = 1e-11
+#: Relative diagonal shifts tried on a block of the normal matrix that does not factor.
+_BLOCK_SHIFTS = (1e-14, 1e-12, 1e-10)
+#: Conjugate-gradient steps that may refine a Woodbury solve before the dense factor.
+_REFINEMENT_STEPS = 30
 #: A stalled iteration counts as converged within this factor of the tolerance.
 _REDUCED_FACTOR = 100.0
 
@@ -118,7 +122,8 @@ def solve_qp_socp(
 
     Parameters
     ----------
-    P : ndarray (N, N), symmetric positive semidefinite
+    P : ndarray (N, N), symmetric positive semidefinite, or None when ``P_factor`` is
+        given (then ``F^T F`` is formed only if the dense path needs it)
     q : ndarray (N,)
     L : BlockRows with N columns
     cones : int ndarray (K, k)
@@ -135,26 +140,39 @@ def solve_qp_socp(
         that a good fit, whose objective is far below it, is still solved to ``tol`` of its
         own size).
     P_factor : ndarray (r, N) or None
-        F with ``P = F^T F``.  When r is small against N (the polish of a few samples
-        over many blocks) the normal equations are solved by Woodbury around their
-        block-diagonal part (:class:`_LowRankNormal`), at O(N r^2) instead of O(N^3).
+        F with ``P = F^T F``.  Products with P then go through F (O(r N) instead of
+        O(N^2)), and when ``r^2 N + r^3 / 3 < N^3 / 3`` (few samples against the
+        variables) the normal equations are solved by Woodbury around their
+        block-diagonal part (:class:`_LowRankNormal`) instead of a dense Cholesky.
+
+    A time limit is kept by the iterations' own clock: an iteration starts only when the
+    previous one's duration still fits before the deadline.
     """
-    deadline = None if time_limit is None else time.perf_counter() + time_limit
+    start_time = time.perf_counter()
+    deadline = None if time_limit is None else start_time + time_limit
     n_x, m = len(q), L.n_rows
     K, k = cones.shape
     degree = m + K
+    quadratic = _Quadratic(P, P_factor)
     blocks = _Components.of(L, cones, P_factor) if _low_rank_pays(P_factor, n_x) else None
-    x, s_lin, z_lin, s_soc, z_soc = _initial_point(P, blocks, q, L, cones)
+    try:
+        x, s_lin, z_lin, s_soc, z_soc = _initial_point(quadratic, blocks, q, L, cones)
+    except linalg.LinAlgError:  # not even the regularised start factors: give up
+        return IPMResult(np.zeros(n_x), np.zeros(m), False, 0, (np.inf, np.inf, np.inf))
     scale_q = 1.0 + np.max(np.abs(q))
     converged, iteration = False, 0
+    last_duration, iteration_start = 0.0, time.perf_counter()
     while iteration < max_iter:
         iteration += 1
+        now = time.perf_counter()
+        last_duration, iteration_start = now - iteration_start, now
         # residuals of  P x + q - L^T z_lin - S^T z_soc = 0  and  -L x + s = 0, -S x + s = 0
-        r_x = P @ x + q - L.adjoint(z_lin) - _scatter(z_soc, cones, n_x)
+        Px = quadratic.apply(x)
+        r_x = Px + q - L.adjoint(z_lin) - _scatter(z_soc, cones, n_x)
         r_lin = s_lin - L.apply(x)
         r_soc = s_soc - x[cones]
         gap = float(s_lin @ z_lin + np.sum(s_soc * z_soc))
-        objective = 0.5 * float(x @ P @ x) + float(q @ x)
+        objective = 0.5 * float(x @ Px) + float(q @ x)
         primal = max(_max_abs(r_lin), _max_abs(r_soc)) / (1.0 + _max_abs(x))
         dual = _max_abs(r_x) / scale_q
         parts = (primal, dual, gap / max(1.0, abs(objective + offset)))
@@ -162,33 +180,32 @@ def solve_qp_socp(
         if accuracy <= tol:
             converged = True
             break
-        if deadline is not None and time.perf_counter() > deadline:
-            break
+        if deadline is not None and now + last_duration > deadline:
+            break  # the next iteration would end past the deadline
         mu = gap / degree
         scaling = _Scaling(s_lin, z_lin, s_soc, z_soc)
         try:
             weights = 1.0 / scaling.w_lin**2
-            factor = _normal_equations(P, blocks, L, cones, weights, scaling.H_soc)
+            factor = _normal_equations(quadratic, blocks, L, cones, weights, scaling.H_soc)
+            system = (factor, L, cones, scaling, r_x, r_lin, r_soc)
+            # predictor (affine scaling): lambda o (W dz + W^-1 ds) = -lambda o lambda
+            lam_lin, lam_soc = scaling.lam_lin, scaling.lam_soc
+            aff = _newton_direction(*system, -lam_lin * lam_lin, -_jordan(lam_soc, lam_soc))
+            alpha = _max_step(s_lin, z_lin, s_soc, z_soc, aff)
+            sigma = (1.0 - alpha) ** 3
+            # corrector: add the second-order term and the centring sigma mu e
+            ds_lin, dz_lin = scaling.scaled_pair_lin(aff)
+            ds_soc, dz_soc = scaling.scaled_pair_soc(aff)
+            e_soc = np.zeros((K, k))
+            e_soc[:, 0] = 1.0
+            step = _newton_direction(
+                *system,
+                -lam_lin * lam_lin - ds_lin * dz_lin + sigma * mu,
+                -_jordan(lam_soc, lam_soc) - _jordan(ds_soc, dz_soc) + sigma * mu * e_soc,
+            )
         except (linalg.LinAlgError, ValueError):  # lost definiteness to rounding: a stall
             converged = accuracy <= _REDUCED_FACTOR * tol
             break
-
-        system = (factor, L, cones, scaling, r_x, r_lin, r_soc)
-        # predictor (affine scaling): lambda o (W dz + W^-1 ds) = -lambda o lambda
-        lam_lin, lam_soc = scaling.lam_lin, scaling.lam_soc
-        aff = _newton_direction(*system, -lam_lin * lam_lin, -_jordan(lam_soc, lam_soc))
-        alpha = _max_step(s_lin, z_lin, s_soc, z_soc, aff)
-        sigma = (1.0 - alpha) ** 3
-        # corrector: add the second-order term and the centring sigma mu e
-        ds_lin, dz_lin = scaling.scaled_pair_lin(aff)
-        ds_soc, dz_soc = scaling.scaled_pair_soc(aff)
-        e_soc = np.zeros((K, k))
-        e_soc[:, 0] = 1.0
-        step = _newton_direction(
-            *system,
-            -lam_lin * lam_lin - ds_lin * dz_lin + sigma * mu,
-            -_jordan(lam_soc, lam_soc) - _jordan(ds_soc, dz_soc) + sigma * mu * e_soc,
-        )
         alpha = min(1.0, _STEP_FRACTION * _max_step(s_lin, z_lin, s_soc, z_soc, step, 1e300))
         if factor.fell_back:
             blocks = None  # Woodbury lost accuracy: dense from here on
@@ -207,12 +224,14 @@ def solve_qp_socp(
     return IPMResult(x, z_lin, converged, iteration, parts)
 
 
-def _initial_point(P, blocks, q, L, cones):
+def _initial_point(quadratic, blocks, q, L, cones):
     """CVXOPT's start: x from ``(P + G^T G) x = -q``, then ``s = -G x`` and ``z = G x``,
     each shifted along the cone identity e just into the interior."""
     K, k = cones.shape
     identity = np.broadcast_to(np.eye(k), (K, k, k))
-    system = _normal_equations(P, blocks, L, cones, np.ones(L.n_rows), identity, start=True)
+    system = _normal_equations(
+        quadratic, blocks, L, cones, np.ones(L.n_rows), identity, start=True
+    )
     x = system.solve(-q)
     (s_lin, s_soc), (z_lin, z_soc) = (
         _shift_inside(L.apply(x), x[cones]),
@@ -281,7 +300,26 @@ class _Scaling:
         )
 
 
-def _normal_equations(P, blocks, L, cones, lin_weights, soc_blocks, start=False):
+class _Quadratic:
+    """P of the objective, given densely or as its factor F (``P = F^T F``): products
+    through F, the dense matrix formed once, only when asked for."""
+
+    def __init__(self, P, F):
+        if P is None and F is None:
+            raise ValueError("give P or its factor P_factor")
+        self._P, self.F = P, F
+
+    def apply(self, x):
+        return self._P @ x if self.F is None else self.F.T @ (self.F @ x)
+
+    @property
+    def dense(self):
+        if self._P is None:
+            self._P = self.F.T @ self.F
+        return self._P
+
+
+def _normal_equations(quadratic, blocks, L, cones, lin_weights, soc_blocks, start=False):
     """A solver of ``(P + L^T diag(lin_weights) L + S^T blockdiag(soc_blocks) S) x = r``:
     Woodbury around the block-diagonal part when ``blocks`` (the structure) is given and
     its blocks factor, else one dense Cholesky (raises LinAlgError when M is not positive
@@ -292,7 +330,7 @@ def _normal_equations(P, blocks, L, cones, lin_weights, soc_blocks, start=False)
             return _LowRankNormal(blocks, L, cones, lin_weights, soc_blocks)
         except linalg.LinAlgError:  # a block-diagonal part singular to rounding: go dense
             pass
-    return _DenseNormal(P, L, cones, lin_weights, soc_blocks, start)
+    return _DenseNormal(quadratic.dense, L, cones, lin_weights, soc_blocks, start)
 
 
 class _DenseNormal:
@@ -315,8 +353,12 @@ class _DenseNormal:
 
 
 def _low_rank_pays(P_factor, n_x) -> bool:
-    """Woodbury costs about N r^2 a factorisation, the dense Cholesky N^3 / 3."""
-    return P_factor is not None and 3 * P_factor.shape[0] < n_x
+    """Woodbury costs about ``r^2 N + r^3 / 3`` flops a factorisation (the symmetric
+    product ``F B^-1 F^T`` and the r x r Cholesky), the dense Cholesky ``N^3 / 3``."""
+    if P_factor is None:
+        return False
+    r = P_factor.shape[0]
+    return r * r * n_x + r**3 / 3 < n_x**3 / 3
 
 
 class _Components:
@@ -368,10 +410,14 @@ class _Components:
 class _LowRankNormal:
     """``M = B + F^T F`` with B block diagonal (the cone and row terms) and F (r, N):
 
-        M^-1 v = B^-1 v - B^-1 F^T C^-1 F B^-1 v,    C = I_r + F B^-1 F^T,
+        M^-1 v = B^-1 v - B^-1 F^T C^-1 F B^-1 v,    C = I_r + F B^-1 F^T = I_r + V^T V,
 
-    batched solves with the stacked blocks and one r x r Cholesky; a solve adds one step
-    of iterative refinement (the residual with M applied through F and the blocks)."""
+    with ``B_c = L_c L_c^T`` per block and ``V = blockdiag(L_c^-1) F^T`` (N, r), so C is
+    one symmetric rank-N update (BLAS syrk, ``r^2 N`` flops) and one r x r Cholesky.
+    Near the end of the interior-point iterations B is ill-conditioned (an active block's
+    ray has a tiny B-eigenvalue) and Woodbury loses digits to cancellation; it is then a
+    very good preconditioner still, so :meth:`solve` refines by preconditioned conjugate
+    gradients on M, and only when those stall builds the dense factor of M."""
 
     def __init__(self, blocks, L, cones, lin_weights, soc_blocks):
         self._F, self._F_of = blocks.F, blocks.F_of
@@ -390,35 +436,31 @@ class _LowRankNormal:
                 np.add.at(
                     self._B[size], (slot, local[:, :, None], local[:, None, :]), soc_blocks[mine]
                 )
-        # Cholesky factors of the blocks (LinAlgError unless every block is definite)
-        self._chol = {s: np.linalg.cholesky(stack) for s, stack in self._B.items()}
-        # B_c^-1 F_c^T, (count, s, r) per size
+        # inverse Cholesky factors of the blocks; a block that lost definiteness to
+        # rounding is factored with a tiny shift, which the refinement on M corrects
+        self._L_inv = {s: np.linalg.inv(_shifted_cholesky(B)) for s, B in self._B.items()}
         r = self._F.shape[0]
-        self._Y = {
-            s: self._block_solve(s, F_s.reshape(r, -1, s).transpose(1, 2, 0))
+        # V_c = L_c^-1 F_c^T, (count, s, r) per size; C = I + sum_c V_c^T V_c
+        self._V = {
+            s: self._L_inv[s] @ F_s.reshape(r, -1, s).transpose(1, 2, 0)
             for s, F_s in self._F_of.items()
         }
-        C = np.eye(r)
-        for s, F_s in self._F_of.items():
-            C += F_s @ self._Y[s].reshape(-1, r)
+        C = np.asfortranarray(np.eye(r))
+        for V in self._V.values():
+            flat = V.reshape(-1, r)  # (count s, r), its transpose Fortran-ordered
+            C = linalg.blas.dsyrk(1.0, flat.T, beta=1.0, c=C, trans=0, lower=1, overwrite_c=1)
         self._C = linalg.cho_factor(C, lower=True, check_finite=False)
         self.fell_back = False
 
-    def _block_solve(self, s, rhs):
-        """``B_c^-1 rhs`` for the stacked blocks of size s, rhs (count, s, k), through
-        their Cholesky factors (two batched triangular solves)."""
-        chol = self._chol[s]
-        return np.linalg.solve(chol.transpose(0, 2, 1), np.linalg.solve(chol, rhs))
-
     def _woodbury(self, v):
-        pieces = {
-            s: self._block_solve(s, v[idx][..., None])[..., 0] for s, idx in self._index.items()
-        }
-        t = sum(F_s @ pieces[s].ravel() for s, F_s in self._F_of.items())
+        """``M^-1 v`` by the Woodbury formula (exact up to its cancellation)."""
+        a = {s: (L_inv @ v[self._index[s]][..., None])[..., 0] for s, L_inv in self._L_inv.items()}
+        t = sum(np.einsum("csr,cs->r", self._V[s], a_s) for s, a_s in a.items())
         c = linalg.cho_solve(self._C, t, check_finite=False)
         out = np.empty_like(v)
-        for s, idx in self._index.items():
-            out[idx] = pieces[s] - self._Y[s] @ c
+        for s, L_inv in self._L_inv.items():
+            inner = a[s] - self._V[s] @ c
+            out[self._index[s]] = np.einsum("cji,cj->ci", L_inv, inner)  # L_c^-T inner
         return out
 
     def _apply(self, x):
@@ -428,14 +470,13 @@ class _LowRankNormal:
         return out
 
     def solve(self, rhs):
-        """``M^-1 rhs``; when the refined Woodbury solution still leaves a residual above
-        ``_WOODBURY_RESIDUAL`` (an ill-conditioned block), the dense factor of M is built
-        and used instead, and ``fell_back`` tells the caller to go on dense."""
+        """``M^-1 rhs``: Woodbury, refined by conjugate gradients preconditioned with it
+        until the residual is below ``_WOODBURY_RESIDUAL`` of rhs; when
+        ``_REFINEMENT_STEPS`` do not get there, the dense factor of M is built and used
+        instead, and ``fell_back`` tells the caller to go on dense."""
         if not self.fell_back:
-            x = self._woodbury(rhs)
-            x = x + self._woodbury(rhs - self._apply(x))
-            residual = np.max(np.abs(rhs - self._apply(x)))
-            if residual <= _WOODBURY_RESIDUAL * (np.max(np.abs(rhs)) + 1e-300):
+            x = _preconditioned_cg(self._apply, self._woodbury, rhs, _WOODBURY_RESIDUAL)
+            if x is not None:
                 return x
             self.fell_back = True
             self._dense = linalg.cho_factor(self._matrix(), lower=True, check_finite=False)
@@ -447,6 +488,56 @@ class _LowRankNormal:
         for s, idx in self._index.items():
             M[idx[:, :, None], idx[:, None, :]] += self._B[s]
         return M
+
+
+def _shifted_cholesky(stack):
+    """Cholesky factors of a stack of symmetric blocks (count, s, s); blocks that are not
+    definite to working precision get ``_BLOCK_SHIFTS`` times their largest diagonal entry
+    added to the diagonal, the smallest shift that works (LinAlgError when none does)."""
+    try:
+        return np.linalg.cholesky(stack)
+    except np.linalg.LinAlgError:
+        pass
+    factors = np.empty_like(stack)
+    scale = np.max(np.abs(np.diagonal(stack, axis1=1, axis2=2)), axis=1)
+    eye = np.eye(stack.shape[1])
+    for c, block in enumerate(stack):
+        for shift in (0.0, *_BLOCK_SHIFTS):
+            try:
+                factors[c] = np.linalg.cholesky(block + (shift * scale[c]) * eye)
+                break
+            except np.linalg.LinAlgError:
+                continue
+        else:
+            raise np.linalg.LinAlgError("a block of the normal matrix is not definite")
+    return factors
+
+
+def _preconditioned_cg(apply, precondition, rhs, tolerance):
+    """x with ``||rhs - apply(x)||_inf <= tolerance ||rhs||_inf`` by conjugate gradients
+    preconditioned with ``precondition`` (an approximate inverse), from its own guess;
+    None when ``_REFINEMENT_STEPS`` steps do not reach it."""
+    target = tolerance * (np.max(np.abs(rhs)) + 1e-300)
+    x = precondition(rhs)
+    r = rhs - apply(x)
+    if np.max(np.abs(r)) <= target:
+        return x
+    z = precondition(r)
+    p, rz = z, float(r @ z)
+    for _ in range(_REFINEMENT_STEPS):
+        Ap = apply(p)
+        curvature = float(p @ Ap)
+        if not curvature > 0 or not rz > 0:
+            return None
+        step = rz / curvature
+        x = x + step * p
+        r = r - step * Ap
+        if np.max(np.abs(r)) <= target:
+            return x
+        z = precondition(r)
+        rz_next = float(r @ z)
+        p, rz = z + (rz_next / rz) * p, rz_next
+    return None
 
 
 def _newton_direction(factor, L, cones, sc, r_x, r_lin, r_soc, rhs_lin, rhs_soc):

@@ -24,7 +24,7 @@ from .conic_ipm import BlockRows, solve_qp_socp
 
 #: A row is kept from the start when its value is below this fraction of the norm of the
 #: weights it involves (see :func:`_relative`).
-_KEEP_FRACTION = 5e-2
+_KEEP_FRACTION = 0.1
 #: A dropped row is added back when its value falls below this fraction of the block norm
 #: at the reduced solution (violated rows, and the rows close to violation with them, which
 #: saves rounds).
@@ -57,15 +57,22 @@ class PolishResult:
     rows : bool ndarray (2, P, n R)
         Those rows (row ``r n + i`` of a block: first-layer row of neuron r < m1, or the
         second-layer row for r = m1), for the next polish to start from.
+    missing_rows : bool ndarray (2, P, n R)
+        Rows left out that the solution violates (with those near their boundary), when
+        ``max_rounds`` ran out: the weights are then projected onto the cones by the
+        caller, and the next polish should keep these rows too.
     """
 
     weights: np.ndarray
     multipliers: np.ndarray
     n_rows: int
     rows: np.ndarray
+    missing_rows: np.ndarray
 
 
-def polish(scaled, blocks, directions, time_limit=None, known_rows=None) -> PolishResult | None:
+def polish(
+    scaled, blocks, directions, time_limit=None, known_rows=None, max_rounds=_MAX_ROUNDS
+) -> PolishResult | None:
     """Solve the reduced program of ``scaled`` on the (2, P) bool mask ``blocks``.
 
     ``directions`` (2, P, m1, d), non-zero on the working blocks (e.g. the ADMM's point
@@ -74,6 +81,8 @@ def polish(scaled, blocks, directions, time_limit=None, known_rows=None) -> Poli
     samples where no first-layer neuron is on) are never kept.  ``known_rows`` (2, P, n R),
     optional: rows an earlier polish needed, kept from the start too (after column
     generation adds a block, the re-solve then needs no new rounds for the old ones).
+    ``max_rounds``: reduced solves at most, each adding the violated rows (see
+    ``PolishResult.missing_rows`` for those still missing after the last).
     Returns None when the interior-point solve fails or runs past ``time_limit`` seconds
     (None: no limit).
     """
@@ -88,7 +97,8 @@ def polish(scaled, blocks, directions, time_limit=None, known_rows=None) -> Poli
     if known_rows is not None:
         keep |= nonzero & known_rows[pairs[:, 0], pairs[:, 1]]
     design = _design_matrix(scaled, pairs)
-    for _ in range(_MAX_ROUNDS):
+    missing = np.zeros_like(keep)
+    for round_ in range(max_rounds):
         left = None if deadline is None else deadline - time.perf_counter()
         if left is not None and left <= 0:
             return None
@@ -105,10 +115,10 @@ def polish(scaled, blocks, directions, time_limit=None, known_rows=None) -> Poli
         # the violated rows, and the dropped rows close to their boundary with them; rows at
         # zero to rounding (those of a neuron whose weights vanish) are satisfied
         near = (values < -_ZERO_FRACTION) | ((values > _ZERO_FRACTION) & (values <= _ADD_FRACTION))
-        add = dropped & near
-        keep = keep | add
-    else:
-        keep = keep & ~add  # the rows of the last solve, which the duals belong to
+        if round_ == max_rounds - 1:
+            missing = dropped & near  # for the caller's next polish
+            break
+        keep = keep | (dropped & near)
     weights = np.zeros(problem.var_shape)
     weights[pairs[:, 0], pairs[:, 1]] = u_blocks
     multipliers = np.zeros((len(pairs),) + keep.shape[1:])
@@ -118,7 +128,9 @@ def polish(scaled, blocks, directions, time_limit=None, known_rows=None) -> Poli
     full[:, pairs[:, 0], pairs[:, 1], :] = multipliers.reshape(len(pairs), R, n).transpose(2, 0, 1)
     rows = np.zeros((2, problem.n_blocks, keep.shape[1]), dtype=bool)
     rows[pairs[:, 0], pairs[:, 1]] = keep
-    return PolishResult(weights, full, int(keep.sum()), rows)
+    missing_rows = np.zeros_like(rows)
+    missing_rows[pairs[:, 0], pairs[:, 1]] = missing
+    return PolishResult(weights, full, int(keep.sum()), rows, missing_rows)
 
 
 def _relative(rows_all, blocks_u, n_samples):
@@ -179,8 +191,6 @@ def _solve_reduced(problem, design, rows_all, keep, time_limit):
     d = problem.n_features
     n_u = n_pairs * width_d
     n_groups = n_u // d
-    P = np.zeros((n_u + n_groups, n_u + n_groups))
-    P[:n_u, :n_u] = design.T @ design
     q = np.concatenate([-(design.T @ problem.y), np.full(n_groups, problem.beta)])
     L = BlockRows(
         [rows_all[k][keep[k]] for k in range(n_pairs)],
@@ -192,7 +202,7 @@ def _solve_reduced(problem, design, rows_all, keep, time_limit):
     offset = 0.5 * float(problem.y @ problem.y)  # the loss's constant, left out of q
     F = np.hstack([design, np.zeros((design.shape[0], n_groups))])  # P = F^T F
     result = solve_qp_socp(
-        P, q, L, cones, _IP_TOLERANCE, time_limit=time_limit, offset=offset, P_factor=F
+        None, q, L, cones, _IP_TOLERANCE, time_limit=time_limit, offset=offset, P_factor=F
     )
     if not result.converged:
         return None

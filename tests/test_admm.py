@@ -543,7 +543,8 @@ def test_capped_polish_falls_back_on_the_projected_iterate(depth, monkeypatch):
     ref = reference(prob)
     active = int(np.count_nonzero(np.linalg.norm(ref.weights, axis=3).sum(axis=2) > 0))
     assert active >= 4  # enough active blocks that a two-block cap drops some
-    monkeypatch.setattr(admm_module, "_POLISH_MAX_VARIABLES", 2 * prob.width * prob.n_features)
+    cap = 2 * prob.width * prob.n_features
+    monkeypatch.setattr(admm_module, "_max_polish_variables", lambda n_samples: cap)
 
     # no column generation either, so the polish stays on two blocks at every finish
     def no_blocks(run, candidate):
