@@ -118,11 +118,15 @@ class ADMMState:
         The final penalty.
     beta : float
         The scaled beta it was computed for.
+    polish_rows : ndarray or None
+        (2, P, n R) bool: the cone rows the polishes needed; a warm-started solve keeps
+        them from its first polish on.
     """
 
     w: np.ndarray
     rho: float
     beta: float
+    polish_rows: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -162,13 +166,22 @@ class ADMMSolver:
         Precision of the iterations.  float32 halves memory and traffic; the returned
         point and its certificate are still computed in float64, so the statuses keep
         their meaning (float32 iterates just reach the finish less precisely).
+    max_memory : float or None, default=None
+        Memory budget in bytes (None: the environment variable ``ADMMRELU_MAX_MEMORY``,
+        else 80% of the available memory; on the GPU, of its free memory).  The peak of
+        the setup and the iterations is estimated first (:func:`admmrelu.memory.solve_memory`)
+        and a solve above the budget raises :class:`~admmrelu.exceptions.MemoryBudgetError`
+        before allocating (docs/memory.md).
     """
 
-    def __init__(self, problem, device: str = "cpu", dtype: str = "float64"):
+    def __init__(self, problem, device: str = "cpu", dtype: str = "float64", max_memory=None):
+        from .memory import check_solve_memory
+
         start = time.perf_counter()
         if dtype not in ("float64", "float32"):
             raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
         self.backend = get_backend(device)
+        check_solve_memory(problem, self.backend.device, dtype, max_memory)
         self.dtype = dtype
         self.problem = problem
         self.scaled = ScaledProblem.from_problem(problem)
@@ -403,6 +416,19 @@ class _Run:
         self.generated = np.zeros((2, problem.n_blocks), dtype=bool)
         n, _, P, R = problem.cone_shape
         self.known_rows = np.zeros((2, P, n * R), dtype=bool)  # rows earlier polishes needed
+        self._inherit(settings.warm_start)
+
+    def _inherit(self, warm_start):
+        """From a warm start of the same problem (any beta): its non-zero blocks join every
+        polish (like generated ones) and its polishes' rows are kept from the start; a
+        path of nearby betas then polishes once per solve, with no column or row rounds."""
+        if warm_start is None or warm_start.weights.shape != self.problem.var_shape:
+            return
+        self.generated |= np.linalg.norm(warm_start.weights, axis=3).sum(axis=2) > 0
+        state = warm_start.admm_state
+        rows = None if state is None else state.polish_rows
+        if rows is not None and rows.shape == self.known_rows.shape:
+            self.known_rows |= rows
 
     # ---------------------------------------------------------------- driver
     def _time_left(self) -> float | None:
@@ -460,7 +486,12 @@ class _Run:
         if self.best is None:  # no usable iterate (max_iter=0, a numerical error at once)
             self._consider(self._candidate(np.zeros(self.problem.var_shape), None))
         solve_end = time.perf_counter()
-        state = ADMMState(w=self.split.to_host(self.split.pack(w)), rho=rho, beta=self.split.beta)
+        state = ADMMState(
+            w=self.split.to_host(self.split.pack(w)),
+            rho=rho,
+            beta=self.split.beta,
+            polish_rows=self.known_rows,
+        )
         result = self._result(status, iteration, setup_time, solve_end - start, state, rho)
         if stop_reason is not None:
             result = dataclasses.replace(result, solver_status=str(stop_reason))
@@ -596,7 +627,7 @@ class _Run:
         if candidate is not None:
             met = self._meets(candidate, tolerance_factor)
             if met:
-                self._consider_sparser(candidate, tolerance_factor)
+                self._consider_sparser(candidate, mu, working, tolerance_factor)
             if met or not capped:
                 return met
         # The ADMM iterate itself, projected: the candidate when there is no polish, and a
@@ -605,7 +636,7 @@ class _Run:
         self._consider(self._candidate(self.scaled.to_original(z), admm_mu))
         return self._meets(self.best, tolerance_factor, self.best_bound)
 
-    def _consider_sparser(self, candidate, tolerance_factor):
+    def _consider_sparser(self, candidate, scaled_mu, exact_blocks, tolerance_factor):
         """The interior point leaves the blocks that are zero at the optimum at about its
         tolerance; with those below ``_SPARSE_FRACTION`` of the largest block set to
         zero, the point (a network with fewer neurons) replaces ``candidate`` as the best
@@ -616,7 +647,8 @@ class _Run:
         small = (norms > 0) & (norms <= _SPARSE_FRACTION * norms.max())
         if not small.any():
             return
-        sparse = self._candidate(np.where(small[:, :, None, None], 0.0, U), None)
+        sparse_U = np.where(small[:, :, None, None], 0.0, U)
+        sparse = self._candidate(sparse_U, scaled_mu, exact_blocks)
         self.best_bound = max(self.best_bound, sparse.dual_bound)
         slack = _SPARSE_SLACK * self._gap_tolerance(candidate.objective)
         if sparse.objective <= candidate.objective + slack and self._meets(
