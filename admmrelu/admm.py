@@ -634,6 +634,10 @@ class _Run:
         # second one when the polish was capped at _max_polish_variables (many active
         # blocks, large d) and so may have left out blocks the solution needs.
         self._consider(self._candidate(self.scaled.to_original(z), admm_mu))
+        warm = self.settings.warm_start
+        if not use_polish and warm is not None and warm.weights.shape == z.shape:
+            # after a limit: never return worse than the point the solve started from
+            self._consider(self._candidate(warm.weights, admm_mu))
         return self._meets(self.best, tolerance_factor, self.best_bound)
 
     def _consider_sparser(self, candidate, scaled_mu, exact_blocks, tolerance_factor):

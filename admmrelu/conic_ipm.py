@@ -36,8 +36,8 @@ from scipy import linalg
 _STEP_FRACTION = 0.99
 #: Steps shorter than this mean the iteration has stalled (rounding).
 _STALL_STEP = 1e-6
-#: Largest relative residual of a (refined) Woodbury solve of the normal equations; when
-#: refinement cannot reach it the iteration goes on with the dense factor.
+#: Largest backward error of a (refined) Woodbury solve of the normal equations (see
+#: _preconditioned_cg); when refinement cannot reach it the iteration goes on dense.
 _WOODBURY_RESIDUAL = 1e-11
 #: Relative diagonal shifts tried on a block of the normal matrix that does not factor.
 _BLOCK_SHIFTS = (1e-14, 1e-12, 1e-10)
@@ -450,6 +450,11 @@ class _LowRankNormal:
             flat = V.reshape(-1, r)  # (count s, r), its transpose Fortran-ordered
             C = linalg.blas.dsyrk(1.0, flat.T, beta=1.0, c=C, trans=0, lower=1, overwrite_c=1)
         self._C = linalg.cho_factor(C, lower=True, check_finite=False)
+        # the largest entry of M (positive semidefinite: the largest diagonal entry)
+        diagonal = np.einsum("ij,ij->j", self._F, self._F)
+        for s, idx in self._index.items():
+            diagonal[idx] += np.diagonal(self._B[s], axis1=1, axis2=2)
+        self._largest_entry = float(diagonal.max())
         self.fell_back = False
 
     def _woodbury(self, v):
@@ -471,11 +476,13 @@ class _LowRankNormal:
 
     def solve(self, rhs):
         """``M^-1 rhs``: Woodbury, refined by conjugate gradients preconditioned with it
-        until the residual is below ``_WOODBURY_RESIDUAL`` of rhs; when
+        until the backward error is below ``_WOODBURY_RESIDUAL``; when
         ``_REFINEMENT_STEPS`` do not get there, the dense factor of M is built and used
         instead, and ``fell_back`` tells the caller to go on dense."""
         if not self.fell_back:
-            x = _preconditioned_cg(self._apply, self._woodbury, rhs, _WOODBURY_RESIDUAL)
+            x = _preconditioned_cg(
+                self._apply, self._woodbury, rhs, _WOODBURY_RESIDUAL, self._largest_entry
+            )
             if x is not None:
                 return x
             self.fell_back = True
@@ -513,14 +520,21 @@ def _shifted_cholesky(stack):
     return factors
 
 
-def _preconditioned_cg(apply, precondition, rhs, tolerance):
-    """x with ``||rhs - apply(x)||_inf <= tolerance ||rhs||_inf`` by conjugate gradients
-    preconditioned with ``precondition`` (an approximate inverse), from its own guess;
-    None when ``_REFINEMENT_STEPS`` steps do not reach it."""
-    target = tolerance * (np.max(np.abs(rhs)) + 1e-300)
+def _preconditioned_cg(apply, precondition, rhs, tolerance, matrix_scale):
+    """x with a backward error ``||rhs - M x||_inf <= tolerance (||rhs||_inf + s ||x||_inf)``
+    (s = ``matrix_scale``, the largest entry of the positive semidefinite M = ``apply``;
+    a backward-stable factorization meets this at ``tolerance`` near eps whatever the
+    conditioning), by conjugate gradients preconditioned with ``precondition`` (an
+    approximate inverse) from its own guess; None when ``_REFINEMENT_STEPS`` steps do
+    not reach it."""
+    rhs_size = np.max(np.abs(rhs))
+
+    def small(r, x):
+        return np.max(np.abs(r)) <= tolerance * (rhs_size + matrix_scale * np.max(np.abs(x)))
+
     x = precondition(rhs)
     r = rhs - apply(x)
-    if np.max(np.abs(r)) <= target:
+    if small(r, x):
         return x
     z = precondition(r)
     p, rz = z, float(r @ z)
@@ -532,7 +546,7 @@ def _preconditioned_cg(apply, precondition, rhs, tolerance):
         step = rz / curvature
         x = x + step * p
         r = r - step * Ap
-        if np.max(np.abs(r)) <= target:
+        if small(r, x):
             return x
         z = precondition(r)
         rz_next = float(r @ z)
