@@ -70,9 +70,11 @@ _RHO_MIN, _RHO_MAX = 1e-6, 1e6
 #: (the certificate adds any block that was missed).
 _POLISH_FRACTION = 3e-2
 #: Flops that one interior-point iteration of the polish may cost: a dense Cholesky of
-#: 3000 variables (about 0.2 s on one core here).  With few samples the Woodbury path
-#: (n^2 N) allows more variables than the dense one (N^3 / 3); see _max_polish_variables.
-_POLISH_MAX_FLOPS = 3000**3 / 3
+#: 6000 variables (about 2 s on one core here, so a polish of up to about a minute and a
+#: half).  Past it the ADMM alone must reach the tolerance, which at small beta costs far
+#: more (its tail); with few samples the Woodbury path (n^2 N) allows more variables than
+#: the dense one (N^3 / 3), see _max_polish_variables.
+_POLISH_MAX_FLOPS = 6000**3 / 3
 #: Blocks whose dual-norm bound at the ADMM point (improved multipliers) reaches this
 #: fraction of beta join the polish too: at the benchmark's small-beta instances they
 #: held every block of the optimum that z had not yet raised above _POLISH_FRACTION, and

@@ -148,6 +148,14 @@ def solve_qp_socp(
     A time limit is kept by the iterations' own clock: an iteration starts only when the
     previous one's duration still fits before the deadline.
     """
+    # a direction that overflows is detected (non-finite) and rejected below; rounding
+    # warnings on the way there would only alarm
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _interior_point(P, q, L, cones, tol, max_iter, time_limit, offset, P_factor)
+
+
+def _interior_point(P, q, L, cones, tol, max_iter, time_limit, offset, P_factor):
+    """The iterations of :func:`solve_qp_socp`."""
     start_time = time.perf_counter()
     deadline = None if time_limit is None else start_time + time_limit
     n_x, m = len(q), L.n_rows

@@ -122,7 +122,7 @@ from _common import (
 )
 
 import admmrelu as ar
-from admmrelu.arrangements import _block_key, _blocks_from_networks, _take
+from admmrelu.arrangements import _block_key, _blocks_from_networks
 
 STEM = "results"
 DEFAULT_DEPTHS = (2, 3)
@@ -266,14 +266,14 @@ def arrangements_from_network(X, W1, w2, depth) -> ar.Arrangements:
         key = _block_key(block, b)
         if block["nontrivial"][b] and key not in found:
             found.add(key)
-            kept.append(_take(block, b))
+            kept.append(b)
     if not kept:
         raise ValueError("every neuron of the trained network is dead (no non-trivial block)")
     return ar.Arrangements(
-        masks1=np.stack([k["masks1"] for k in kept], axis=1),
-        signs=np.stack([k["signs"] for k in kept]),
-        masks2=None if depth == 2 else np.stack([k["masks2"] for k in kept], axis=1),
-        generators=np.stack([k["generators"] for k in kept]),
+        masks1=block["masks1"][:, kept],
+        signs=block["signs"][kept],
+        masks2=None if depth == 2 else block["masks2"][:, kept],
+        generators=block["generators"][kept],
         n_draws=W1.shape[0],
     )
 
