@@ -10,7 +10,12 @@ from .arrangements import Arrangements, sample_arrangements
 from .certificate import Certificate, certify
 from .enumeration import enumerate_arrangements, estimate_n_blocks
 from .estimators import ConvexReLURegressor
-from .exceptions import ConvergenceWarning, SolverError, TooManyArrangementsError
+from .exceptions import (
+    ConvergenceWarning,
+    MemoryBudgetError,
+    SolverError,
+    TooManyArrangementsError,
+)
 from .network import ThreeLayerReLUNetwork, TwoLayerReLUNetwork, recover_network
 from .problem import ConvexReLUProblem
 from .results import History, SolveResult
@@ -27,6 +32,7 @@ __all__ = [
     "ConvexReLUProblem",
     "ConvexReLURegressor",
     "History",
+    "MemoryBudgetError",
     "SolveResult",
     "SolverError",
     "Status",

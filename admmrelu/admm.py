@@ -220,14 +220,16 @@ class ADMMSolver:
         return run.execute(setup_time)
 
 
-def solve_admm(problem, device: str = "cpu", dtype: str = "float64", **options) -> SolveResult:
+def solve_admm(
+    problem, device: str = "cpu", dtype: str = "float64", max_memory=None, **options
+) -> SolveResult:
     """``problem.solve(solver="admm", ...)``: set up (see :class:`ADMMSolver` for
-    ``device`` and ``dtype``) and solve once."""
-    return ADMMSolver(problem, device, dtype).solve(**options)
+    ``device``, ``dtype`` and ``max_memory``) and solve once."""
+    return ADMMSolver(problem, device, dtype, max_memory).solve(**options)
 
 
 def solve_path(
-    problem, betas, device: str = "cpu", dtype: str = "float64", **options
+    problem, betas, device: str = "cpu", dtype: str = "float64", max_memory=None, **options
 ) -> list[SolveResult]:
     """Solve ``problem`` for each beta in ``betas``, each warm-started from the previous.
 
@@ -247,7 +249,7 @@ def solve_path(
     betas = list(np.atleast_1d(np.asarray(betas, dtype=np.float64)))
     if not betas:
         raise ValueError("betas must hold at least one value")
-    solver = ADMMSolver(problem, device, dtype)
+    solver = ADMMSolver(problem, device, dtype, max_memory)
     results, previous = [], None
     for beta in betas:
         previous = solver.solve(beta, warm_start=previous, **options)
@@ -424,7 +426,9 @@ class _Run:
         """From a warm start of the same problem (any beta): its non-zero blocks join every
         polish (like generated ones) and its polishes' rows are kept from the start; a
         path of nearby betas then polishes once per solve, with no column or row rounds."""
-        if warm_start is None or warm_start.weights.shape != self.problem.var_shape:
+        if not isinstance(warm_start, SolveResult):
+            return  # (None, or a bad warm start, which the initial point reports)
+        if warm_start.weights.shape != self.problem.var_shape:
             return
         self.generated |= np.linalg.norm(warm_start.weights, axis=3).sum(axis=2) > 0
         state = warm_start.admm_state

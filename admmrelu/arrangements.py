@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import as_float_matrix, check_depth_width, check_int
+from .memory import check_memory, sampling_chunk, sampling_memory, sampling_remedies
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,7 +134,9 @@ class Arrangements:
         )
 
 
-def sample_arrangements(X, n_blocks, depth=2, width=None, seed=None, max_draws=None):
+def sample_arrangements(
+    X, n_blocks, depth=2, width=None, seed=None, max_draws=None, max_memory=None
+):
     """Sample distinct, non-trivial blocks from random networks (formulation.md §7).
 
     Depth 2: ``g ~ N(0, I_d)`` gives ``D = diag(1[X g >= 0])``.  Depth 3: a random network
@@ -148,6 +151,12 @@ def sample_arrangements(X, n_blocks, depth=2, width=None, seed=None, max_draws=N
     Networks are drawn in rounds until ``n_blocks`` distinct blocks are found or
     ``max_draws`` networks were drawn; fewer blocks come with a warning.
 
+    Memory: the blocks' masks (``n P m1`` bytes, plus ``n P`` at depth 3) are filled in
+    place, and each round's products ``X W`` are formed a chunk of networks at a time
+    (:data:`admmrelu.memory.CHUNK_BYTES`), so the peak is about the result plus 32 MiB
+    (:func:`admmrelu.memory.sampling_memory`).  Above the budget the call refuses before
+    allocating, with :class:`~admmrelu.exceptions.MemoryBudgetError`.
+
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
@@ -161,6 +170,9 @@ def sample_arrangements(X, n_blocks, depth=2, width=None, seed=None, max_draws=N
         Seed of the random draws; results are deterministic for an int seed.
     max_draws : int or None, default=None
         Cap on the number of random networks drawn; ``None`` means ``20 * n_blocks + 1000``.
+    max_memory : float or None, default=None
+        Memory budget in bytes (:func:`admmrelu.memory.memory_budget`); None: the
+        environment variable ``ADMMRELU_MAX_MEMORY``, else 80% of the available memory.
 
     Returns
     -------
@@ -172,42 +184,63 @@ def sample_arrangements(X, n_blocks, depth=2, width=None, seed=None, max_draws=N
     if max_draws is None:
         max_draws = 20 * n_blocks + 1000
     max_draws = check_int(max_draws, "max_draws", minimum=1)
+    n, d = X.shape
+    estimate = sampling_memory(n, d, n_blocks, depth, width)
+    check_memory(estimate, max_memory, sampling_remedies(n, d, n_blocks, depth, width, max_memory))
     rng = np.random.default_rng(seed)
-    d = X.shape[1]
 
-    found: dict[bytes, int] = {}
-    kept = []
+    masks1 = np.empty((n, n_blocks, width), dtype=bool)
+    masks2 = None if depth == 2 else np.empty((n, n_blocks), dtype=bool)
+    signs = np.empty((n_blocks, width))
+    generators = np.empty((n_blocks, width, d))
+    found: set[bytes] = set()
+    count = 0
     n_draws = 0
-    while len(found) < n_blocks and n_draws < max_draws:
-        batch = min(max(2 * (n_blocks - len(found)), 64), max_draws - n_draws)
+    chunk = sampling_chunk(n, width)
+    while count < n_blocks and n_draws < max_draws:
+        batch = min(max(2 * (n_blocks - count), 64), max_draws - n_draws)
         W1 = rng.standard_normal((batch, width, d))
         w2 = np.ones((batch, width)) if depth == 2 else rng.standard_normal((batch, width))
         n_draws += batch
-        block = _blocks_from_networks(X, W1, w2, depth)
-        for b in range(batch):
-            if not block["nontrivial"][b]:
-                continue
-            key = _block_key(block, b)
-            if key not in found and len(found) < n_blocks:
-                found[key] = len(kept)
-                kept.append(_take(block, b))
-    if not kept:
+        # the round's networks a chunk at a time: same draws, same blocks, bounded memory
+        for start in range(0, batch, chunk):
+            if count == n_blocks:
+                break
+            stop = min(start + chunk, batch)
+            block = _blocks_from_networks(X, W1[start:stop], w2[start:stop], depth)
+            for b in np.flatnonzero(block["nontrivial"]):
+                key = _block_key(block, b)
+                if key in found:
+                    continue
+                found.add(key)
+                masks1[:, count] = block["masks1"][:, b]
+                if masks2 is not None:
+                    masks2[:, count] = block["masks2"][:, b]
+                signs[count] = block["signs"][b]
+                generators[count] = block["generators"][b]
+                count += 1
+                if count == n_blocks:
+                    break
+    if count == 0:
         raise ValueError(
             f"no non-trivial block found in {n_draws} random networks; check that X is not "
             "all zeros, or raise max_draws"
         )
-    if len(kept) < n_blocks:
+    if count < n_blocks:
         warnings.warn(
-            f"found only {len(kept)} distinct non-trivial blocks in {n_draws} random networks "
+            f"found only {count} distinct non-trivial blocks in {n_draws} random networks "
             f"(asked for {n_blocks}); the data may have fewer cells: use "
             "enumerate_arrangements for small data, or raise max_draws",
             stacklevel=2,
         )
+        masks1 = masks1[:, :count]
+        masks2 = None if masks2 is None else np.ascontiguousarray(masks2[:, :count])
+        signs, generators = signs[:count], generators[:count]
     return Arrangements(
-        masks1=np.stack([k["masks1"] for k in kept], axis=1),
-        signs=np.stack([k["signs"] for k in kept]),
-        masks2=None if depth == 2 else np.stack([k["masks2"] for k in kept], axis=1),
-        generators=np.stack([k["generators"] for k in kept]),
+        masks1=masks1,
+        signs=signs,
+        masks2=masks2,
+        generators=generators,
         exact=False,
         n_draws=n_draws,
     )
@@ -257,12 +290,3 @@ def _block_key(block, b) -> bytes:
     if block["masks2"] is not None:
         parts.append(np.packbits(block["masks2"][:, b]).tobytes())
     return b"|".join(parts)
-
-
-def _take(block, b):
-    return {
-        "masks1": block["masks1"][:, b],
-        "signs": block["signs"][b],
-        "masks2": None if block["masks2"] is None else block["masks2"][:, b],
-        "generators": block["generators"][b],
-    }

@@ -8,10 +8,17 @@ from functools import cached_property
 
 import numpy as np
 
-from ._validation import as_float_matrix, as_float_vector, check_positive_float
+from ._validation import (
+    as_float_matrix,
+    as_float_vector,
+    check_positive_float,
+    check_representable,
+    stable_norm,
+)
 from .arrangements import Arrangements
 from .cones import polar_generators, project_onto_cone
 from .kernels import BoundOperators, get_backend
+from .memory import check_memory, generator_chunk, problem_memory
 
 #: Relative tolerance on a generator's cone membership when checking arrangements against X.
 _GENERATOR_TOL = 1e-8
@@ -45,6 +52,23 @@ class ConvexReLUProblem:
         Blocks from :func:`~admmrelu.sample_arrangements` or
         :func:`~admmrelu.enumerate_arrangements` on the same X.
     loss : {"squared"}, default="squared"
+    max_memory : float or None, default=None
+        Memory budget in bytes for building (:mod:`admmrelu.memory`; None: the environment
+        variable ``ADMMRELU_MAX_MEMORY``, else 80% of the available memory).  Building
+        copies X and y and checks the blocks' generators a chunk at a time, so it needs
+        little beyond the data; the solve has its own estimate and budget.
+
+    Raises
+    ------
+    ValueError
+        Besides malformed input: when the reported quantities cannot be represented in
+        float64 in the units of X and y (the objective ``~ ||y||^2``, ``beta_max ~ |X| |y|``,
+        the weights ``~ |y| / |X|`` and their squares must stay within about
+        [1e-301, 7e305]: roughly X and y within 1e+-150 of unit size;
+        :func:`admmrelu._validation.check_representable`).  The message names the
+        argument and the rescaling that fixes it.
+    MemoryBudgetError
+        When the estimated memory of building exceeds the budget.
 
     Notes
     -----
@@ -52,7 +76,7 @@ class ConvexReLUProblem:
     elementwise masks (see :mod:`admmrelu.kernels._reference`).
     """
 
-    def __init__(self, X, y, beta, arrangements, loss="squared"):
+    def __init__(self, X, y, beta, arrangements, loss="squared", max_memory=None):
         self.X = as_float_matrix(X)
         self.y = as_float_vector(y, self.X.shape[0])
         self.beta = check_positive_float(beta, "beta")
@@ -69,6 +93,12 @@ class ConvexReLUProblem:
                 f"arrangements were built for {arrangements.n_samples} samples but X has "
                 f"{self.X.shape[0]} rows; build them from this X"
             )
+        n, d = self.X.shape
+        estimate = problem_memory(
+            n, d, arrangements.n_blocks, arrangements.depth, arrangements.width
+        )
+        check_memory(estimate, max_memory, ["fewer blocks", "fewer samples"])
+        check_representable(self.X, self.y)
         self.arrangements = arrangements
         self._operators = BoundOperators(
             get_backend("cpu"),
@@ -136,7 +166,7 @@ class ConvexReLUProblem:
     # ------------------------------------------------------------ objective
     def regularizer(self, U) -> float:
         """``sum_t ||w_t||_{2,1} + ||w'_t||_{2,1}`` (the sum of the d-group norms)."""
-        return float(np.sum(np.linalg.norm(self._check_var(U), axis=3)))
+        return float(np.sum(stable_norm(self._check_var(U), axis=3)))
 
     def objective(self, U) -> float:
         """Convex objective ``0.5 ||forward(U) - y||^2 + beta * regularizer(U)``."""
@@ -152,9 +182,9 @@ class ConvexReLUProblem:
         U = self._check_var(U)
         violation = max(0.0, -float(np.min(self.cone(U))))
         if relative and violation > 0:
-            block_norms = np.linalg.norm(U, axis=3).sum(axis=2)
-            scale = np.max(np.linalg.norm(self.X, axis=1)) * np.max(block_norms)
-            violation /= scale
+            block_norms = stable_norm(U, axis=3).sum(axis=2)
+            # divided one factor at a time: the product can leave float64's range
+            violation = violation / np.max(stable_norm(self.X, axis=1)) / np.max(block_norms)
         return violation
 
     @cached_property
@@ -202,9 +232,11 @@ class ConvexReLUProblem:
         Parameters
         ----------
         solver : {"admm", "cvxpy"}, default="admm"
-            ``"admm"``: admmrelu's solver; ``device`` ("cpu" or "auto") and the options of
-            :class:`~admmrelu.settings.ADMMSettings` (eps_abs, eps_rel, max_iter,
-            time_limit, rho, alpha, adaptive_rho, polish, verbose, warm_start, ...).
+            ``"admm"``: admmrelu's solver; ``device``, ``dtype`` and ``max_memory`` (the
+            memory budget, :mod:`admmrelu.memory`) of :class:`~admmrelu.admm.ADMMSolver`
+            and the options of :class:`~admmrelu.settings.ADMMSettings` (eps_abs,
+            eps_rel, max_iter, time_limit, rho, alpha, adaptive_rho, polish, verbose,
+            warm_start, ...).
             ``"cvxpy"`` solves the model of :meth:`to_cvxpy` with ``cvxpy_solver``
             (``"CLARABEL"``, ``"ECOS"`` or ``"SCS"``); see
             :func:`admmrelu.reference.solve_cvxpy` for its options.
@@ -234,8 +266,14 @@ class ConvexReLUProblem:
         return U
 
     def _check_generators(self):
-        """Each block's generator must lie in its cone: catches arrangements from another X."""
-        gens = self.arrangements.generators
+        """Each block's generator must lie in its cone: catches arrangements from another X.
+
+        The cone values ``G U`` of the generators are computed a chunk of blocks at a time
+        (:func:`admmrelu.memory.generator_chunk`), so the check needs no ``n x 2P x R``
+        array.
+        """
+        arr = self.arrangements
+        gens = arr.generators
         if gens is None:
             return
         if gens.shape[2] != self.n_features:
@@ -243,9 +281,16 @@ class ConvexReLUProblem:
                 f"arrangements were built for {gens.shape[2]} features but X has "
                 f"{self.n_features} columns; build them from this X"
             )
-        U = np.stack([gens, np.zeros_like(gens)])
-        scale = np.max(np.linalg.norm(self.X, axis=1)) * max(np.max(np.abs(gens)), 1e-300)
-        worst = float(np.min(self.cone(U)))
+        backend = self._operators.backend
+        worst = 0.0  # the copies w' = 0 of the check give 0
+        chunk = generator_chunk(self.n_samples, self.cone_shape[3])
+        for start in range(0, self.n_blocks, chunk):
+            t = slice(start, start + chunk)
+            U = np.stack([gens[t], np.zeros_like(gens[t])])
+            masks2 = None if arr.masks2 is None else arr.masks2[:, t]
+            values = backend.cone(self.X, arr.masks1[:, t], arr.signs[t], masks2, U)
+            worst = min(worst, float(np.min(values)))
+        scale = np.max(stable_norm(self.X, axis=1)) * max(np.max(np.abs(gens)), 1e-300)
         if worst < -_GENERATOR_TOL * scale * self.n_features * self.width:
             raise ValueError(
                 "arrangements do not match X: a block's generator violates its own cone "

@@ -9,12 +9,20 @@ so the scaled problem has the same minimisers (up to the factor ``a / b``) and i
 value is the original one divided by ``b^2``.  Each cone row ``(2D - I) x_i^T w >= 0`` is
 further divided by ``h_i = ||x~_i||`` (row equilibration): the cone is unchanged, and all
 constraint rows of the splitting have unit norm.
+
+The factors are computed without overflow or underflow (the data is first divided by a
+power of two near its largest magnitude, which is exact), so the scaled program is the
+same, to rounding, whatever the units of X and y: data at 1e-150 or 1e+150 gives unit-size
+iterates.  What still depends on the units are the quantities reported in them; the
+range in which those are representable is checked when the problem is built
+(:func:`admmrelu._validation.check_representable`).
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._validation import power_of_two_scale, stable_norm
 from .problem import ConvexReLUProblem
 
 
@@ -43,12 +51,13 @@ class ScaledProblem:
     @classmethod
     def from_problem(cls, problem: ConvexReLUProblem) -> "ScaledProblem":
         X, y = problem.X, problem.y
-        a = _positive_or_one(np.sqrt(np.mean(np.sum(X * X, axis=1))))
-        b = _positive_or_one(np.sqrt(np.mean(y * y)))
+        a = _rms(X, lambda Z: np.sum(Z * Z, axis=1))
+        b = _rms(y, lambda z: z * z)
         X_loss = X / a
-        h = np.linalg.norm(X_loss, axis=1)
+        h = stable_norm(X_loss, axis=1)  # per row: a row far below the RMS keeps its norm
         h[h == 0] = 1.0
-        scaled = ConvexReLUProblem(X_loss, y / b, problem.beta / (a * b), problem.arrangements)
+        beta = _scaled_beta(problem.beta, a, b)
+        scaled = ConvexReLUProblem(X_loss, y / b, beta, problem.arrangements)
         return cls(scaled, X_loss / h[:, None], h, a, b)
 
     def to_original(self, U: np.ndarray) -> np.ndarray:
@@ -61,7 +70,7 @@ class ScaledProblem:
 
     def with_beta(self, beta: float) -> "ScaledProblem":
         """The same scaling for the original problem at another beta."""
-        scaled = self.problem.with_beta(beta / (self.x_scale * self.y_scale))
+        scaled = self.problem.with_beta(_scaled_beta(beta, self.x_scale, self.y_scale))
         return ScaledProblem(scaled, self.X_cone, self.row_norms, self.x_scale, self.y_scale)
 
     @property
@@ -70,5 +79,23 @@ class ScaledProblem:
         return self.y_scale**2
 
 
-def _positive_or_one(value: float) -> float:
+def _rms(a: np.ndarray, squares) -> float:
+    """``sqrt(mean(squares(a)))`` computed on ``a / 2^k`` (exact) and multiplied back by
+    ``2^k``: no overflow or underflow, and bit for bit the plain formula on data of
+    ordinary size.  1.0 for all-zero data."""
+    scale = float(power_of_two_scale(a))
+    value = np.sqrt(np.mean(squares(a / scale))) * scale
     return float(value) if value > 0 and np.isfinite(value) else 1.0
+
+
+def _scaled_beta(beta: float, a: float, b: float) -> float:
+    """``beta / (a b)``, refused when it leaves float64's normal range (a beta that is
+    not a number relative to the data)."""
+    scaled = beta / (a * b)
+    if not np.isfinite(scaled) or scaled < np.finfo(float).tiny:
+        raise ValueError(
+            f"beta = {beta!r} is {'above' if scaled > 1 else 'below'} float64's range "
+            f"relative to the data's scale |X| |y| = {a * b:.3g} (beta / (|X| |y|) = "
+            f"{scaled!r}); pass a beta of the order of problem.beta_max (e.g. 0.1 * beta_max)"
+        )
+    return scaled
