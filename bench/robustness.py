@@ -310,7 +310,8 @@ def cell_name(cell: dict) -> str:
 
 def grid(args) -> list[dict]:
     """The cells of the grid, smallest first (depth, n, P, blocks, beta / beta_max)."""
-    kinds = ("sampled", "trained") if args.trained else ("sampled",)
+    kinds = tuple(args.blocks) + (("trained",) if args.trained else ())
+    kinds = tuple(dict.fromkeys(kinds))  # each kind once, in order
     return [
         {"depth": depth, "n": n, "P": P, "blocks": kind, "beta_frac": frac}
         for depth in sorted(args.depth)
@@ -719,6 +720,13 @@ def parse_args(argv=None):
     parser.add_argument("--P", type=int, nargs="+", default=DEFAULT_P)
     parser.add_argument("--beta-frac", type=float, nargs="+", default=DEFAULT_BETA_FRACS)
     parser.add_argument("--trained", action="store_true", help="add the trained-block cells")
+    parser.add_argument(
+        "--blocks",
+        nargs="+",
+        choices=("sampled", "trained"),
+        default=["sampled"],
+        help="kinds of blocks of the cells (default: sampled; --trained adds trained)",
+    )
     parser.add_argument("--d", type=int, default=D_FEATURES, help="features of the data")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1, help="ADMM solves per cell")
