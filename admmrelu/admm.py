@@ -603,7 +603,13 @@ class _Run:
                     break
                 start = time.perf_counter()
                 result = polish(
-                    self.scaled, working, w_z, self._time_left(), self.known_rows, max_rounds=1
+                    self.scaled,
+                    working,
+                    w_z,
+                    self._time_left(),
+                    self.known_rows,
+                    max_rounds=1,
+                    eps_rel=self.settings.eps_rel,
                 )
                 self.polish_time += time.perf_counter() - start
                 if result is None:

@@ -40,6 +40,9 @@ _MAX_ROUNDS = 3
 #: certificate checks the result independently; 1e-8 leaves the 1e-6 gap budget intact
 #: and stops before the slow tail of degenerate programs (zero blocks at a cone's apex).
 _IP_TOLERANCE = 1e-8
+#: ... and at most this fraction of the caller's eps_rel (a tighter eps_rel needs a
+#: tighter reduced solve, or no finish could ever meet it).
+_IP_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,13 @@ class PolishResult:
 
 
 def polish(
-    scaled, blocks, directions, time_limit=None, known_rows=None, max_rounds=_MAX_ROUNDS
+    scaled,
+    blocks,
+    directions,
+    time_limit=None,
+    known_rows=None,
+    max_rounds=_MAX_ROUNDS,
+    eps_rel=None,
 ) -> PolishResult | None:
     """Solve the reduced program of ``scaled`` on the (2, P) bool mask ``blocks``.
 
@@ -82,11 +91,14 @@ def polish(
     optional: rows an earlier polish needed, kept from the start too (after column
     generation adds a block, the re-solve then needs no new rounds for the old ones).
     ``max_rounds``: reduced solves at most, each adding the violated rows (see
-    ``PolishResult.missing_rows`` for those still missing after the last).
+    ``PolishResult.missing_rows`` for those still missing after the last).  ``eps_rel``:
+    the caller's relative gap tolerance; the reduced solve's tolerance is the smaller of
+    ``_IP_TOLERANCE`` and ``_IP_SHARE * eps_rel``.
     Returns None when the interior-point solve fails or runs past ``time_limit`` seconds
     (None: no limit).
     """
     deadline = None if time_limit is None else time.perf_counter() + time_limit
+    tolerance = _IP_TOLERANCE if eps_rel is None else min(_IP_TOLERANCE, _IP_SHARE * eps_rel)
     problem = scaled.problem
     pairs = np.argwhere(blocks)  # (K, 2): (copy, block)
     rows_all = _block_rows(scaled, pairs)  # (K, n R, m1 d)
@@ -102,7 +114,7 @@ def polish(
         left = None if deadline is None else deadline - time.perf_counter()
         if left is not None and left <= 0:
             return None
-        solution = _solve_reduced(problem, design, rows_all, keep, left)
+        solution = _solve_reduced(problem, design, rows_all, keep, left, tolerance)
         if solution is None:
             return None
         u, duals = solution
@@ -182,7 +194,7 @@ def _design_matrix(scaled, pairs) -> np.ndarray:
     return (coef[..., None] * X[:, None, None, :]).reshape(X.shape[0], -1)
 
 
-def _solve_reduced(problem, design, rows_all, keep, time_limit):
+def _solve_reduced(problem, design, rows_all, keep, time_limit, tolerance):
     """The reduced program on ``x = (u, tau)`` by the dense interior-point method of
     :mod:`admmrelu.conic_ipm`: ``min 0.5 ||F_W u - y||^2 + beta sum tau_g`` subject to the
     kept rows ``G_r u >= 0`` and ``||u_g|| <= tau_g``.  Returns (u, multipliers of the kept
@@ -202,7 +214,7 @@ def _solve_reduced(problem, design, rows_all, keep, time_limit):
     offset = 0.5 * float(problem.y @ problem.y)  # the loss's constant, left out of q
     F = np.hstack([design, np.zeros((design.shape[0], n_groups))])  # P = F^T F
     result = solve_qp_socp(
-        None, q, L, cones, _IP_TOLERANCE, time_limit=time_limit, offset=offset, P_factor=F
+        None, q, L, cones, tolerance, time_limit=time_limit, offset=offset, P_factor=F
     )
     if not result.converged:
         return None
