@@ -63,3 +63,20 @@ def tiny_three_layer():
     """n=6, d=2 (with bias), width 2: exact three-layer arrangements (a few hundred blocks)."""
     X, y = tiny_data(6, 2, seed=2)
     return X, y, ar.enumerate_arrangements(X, depth=3, width=2)
+
+
+def run_quick_bench(script, out_dir):
+    """``python bench/<script> --quick --out out_dir`` in a subprocess; asserts it exits 0."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / script
+    out = subprocess.run(
+        [sys.executable, str(path), "--quick", "--out", str(out_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    return out

@@ -1,24 +1,14 @@
 """The benchmark script runs end to end on its tiny instances (so it cannot rot unseen)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "vs_cvxpy.py"
+from conftest import run_quick_bench
 
 
 @pytest.mark.slow
 def test_vs_cvxpy_quick_run_writes_a_consistent_table(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr
+    run_quick_bench("vs_cvxpy.py", tmp_path)
     table = (tmp_path / "vs_cvxpy.md").read_text()
     data = json.loads((tmp_path / "vs_cvxpy.json").read_text())
     for instance in data["instances"]:

@@ -1,13 +1,10 @@
 """The robustness grid runs end to end on its --quick cells (so it cannot rot unseen)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import run_quick_bench
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "robustness.py"
 #: --quick: both depths, n=200, P=20, beta/beta_max 0.1 and 0.01, sampled and trained.
 QUICK_CELLS = {
     f"{depth}L-n200-P20-{blocks}-b{frac}"
@@ -58,13 +55,7 @@ TARGETS = {"finish_share", "speedup", "agreement", "total_time"}
 
 @pytest.mark.slow
 def test_robustness_quick_grid_writes_every_cell(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr
+    run_quick_bench("robustness.py", tmp_path)
     table = (tmp_path / "results.md").read_text()
     data = json.loads((tmp_path / "results.json").read_text())
     assert {"settings", "machine", "cells"} <= set(data)
