@@ -45,7 +45,6 @@ import numpy as np
 
 from .anderson import AndersonAccelerator
 from .certificate import (
-    block_upper_bounds,
     bounds_from_products,
     certify,
     improve_multipliers,
@@ -75,17 +74,20 @@ _POLISH_FRACTION = 3e-2
 #: more (its tail); with few samples the Woodbury path (n^2 N) allows more variables than
 #: the dense one (N^3 / 3), see _max_polish_variables.
 _POLISH_MAX_FLOPS = 6000**3 / 3
-#: Blocks whose dual-norm bound at the ADMM point (improved multipliers) reaches this
-#: fraction of beta join the polish too: at the benchmark's small-beta instances they
-#: held every block of the optimum that z had not yet raised above _POLISH_FRACTION, and
-#: each block found now spares a column-generation round (a whole interior-point solve).
-_NEAR_ACTIVE_RATIO = 0.8
 #: A finish is tried once the polish's blocks changed by at most _SETTLED_CHANGE of their
 #: number (at least one block) over this many iterations ...
 _STABLE_ITERATIONS = 50
 _SETTLED_CHANGE = 0.1
 #: ... and the residuals are within this factor of their tolerances.
 _LOOSE_FACTOR = 1e5
+#: An early finish (residuals not yet met) is tried only when the polish's estimated
+#: flops (_IPM_ITERATIONS interior-point iterations) are below _CHEAP_POLISH_FLOPS (about
+#: 0.3 s), or below _POLISH_COST_RATIO times the flops of the iterations so far, or when
+#: the ADMM's gap estimate is within _EARLY_FINISH_GAP of its objective.
+_IPM_ITERATIONS = 40
+_CHEAP_POLISH_FLOPS = 1e10
+_POLISH_COST_RATIO = 4.0
+_EARLY_FINISH_GAP = 1e-2
 #: Iterations to wait after a failed finish before the next (doubled after each failure).
 _FIRST_WAIT = 50
 #: Rounds of adding the blocks that the certificate finds violated, per finish.
@@ -469,9 +471,10 @@ class _Run:
                     recent_sets[iteration] = self._polish_blocks(self.split.to_host(step.z))
                     stable = _settled(recent_sets, iteration)
                     loose = check.within(_LOOSE_FACTOR)
-                    if iteration >= next_finish and (
-                        check.within(1.0) or (s.polish and stable and loose)
-                    ):
+                    early = s.polish and stable and loose
+                    if early and not self._early_finish_pays(recent_sets[iteration], iteration):
+                        early = False
+                    if iteration >= next_finish and (check.within(1.0) or early):
                         if self._finish(step, rho, tolerance_factor=1.0):
                             status = Status.OPTIMAL
                             break
@@ -502,6 +505,35 @@ class _Run:
         if stop_reason is not None:
             result = dataclasses.replace(result, solver_status=str(stop_reason))
         return result
+
+    def _early_finish_pays(self, blocks, iteration) -> bool:
+        """Whether a finish before the residuals are met is worth its cost now.
+
+        A polish costs about ``_IPM_ITERATIONS`` interior-point iterations on the
+        ``blocks`` (2, P) of z, each ``min(N^3 / 3, n^2 N + n^3 / 3)`` flops; it is tried
+        when that is at most ``_POLISH_COST_RATIO`` times the flops the ADMM iterations
+        have cost so far, when it is small in itself (``_CHEAP_POLISH_FLOPS``), or when
+        the ADMM's own gap estimate (the verbose table's) is within
+        ``_EARLY_FINISH_GAP`` of the objective.  Flops, not seconds, so the schedule is
+        reproducible.  (On Friedman-1, n=3000 at small beta, a polish of 333 blocks costs
+        about 4000 iterations' worth; started after 60 iterations at a 94% gap estimate,
+        it could not certify and was repeated.)"""
+        problem = self.problem
+        n, d, m1 = problem.n_samples, problem.n_features, problem.width
+        N = float(np.count_nonzero(blocks)) * m1 * (d + 1)
+        ipm_iteration = min(N**3 / 3.0, n * n * N + n**3 / 3.0)
+        polish_flops = _IPM_ITERATIONS * ipm_iteration
+        if polish_flops <= _CHEAP_POLISH_FLOPS:
+            return True
+        admm_iteration = 16.0 * n * d * problem.n_blocks * m1
+        admm_iteration += (
+            4.0 * n * n if problem.depth == 2 else 4.0 * problem.n_blocks * (m1 * d) ** 2
+        )
+        if polish_flops <= _POLISH_COST_RATIO * iteration * admm_iteration:
+            return True
+        objective = self.history["objective"][-1]
+        gap = objective - self.history["dual_bound"][-1]
+        return abs(gap) <= _EARLY_FINISH_GAP * abs(objective)
 
     def _next_point(self, accel, w, Tw):
         """``T(w)``, or its Anderson extrapolation when acceleration is on."""
@@ -597,7 +629,7 @@ class _Run:
         z, w_z = to_host(step.z), to_host(step.w[0])
         candidate, capped = None, False
         if use_polish and self.settings.polish:
-            working, capped = self._working_blocks(z, admm_mu)
+            working, capped = self._working_blocks(z)
             for _ in range(_COLUMN_ROUNDS):
                 if self._time_left() == 0.0 or not working.any():
                     break
@@ -678,38 +710,26 @@ class _Run:
         norms = np.linalg.norm(z, axis=3).sum(axis=2)
         return norms > _POLISH_FRACTION * norms.max()
 
-    def _working_blocks(self, z, admm_mu):
+    def _working_blocks(self, z):
         """(2, P): the blocks of the polish, and whether its size cap dropped any.
 
-        In order of priority: the blocks of z above ``_POLISH_FRACTION`` of the largest
-        (by norm), then the blocks that column generation added, then those whose dual
-        ratio at z reaches ``_NEAR_ACTIVE_RATIO`` (by ratio); at most
-        ``_max_polish_variables(n) / (m1 d)`` of them."""
+        The blocks of z above ``_POLISH_FRACTION`` of the largest (by norm), then those
+        that column generation added earlier (or a warm start's); at most
+        ``_max_polish_variables(n) / (m1 d)`` of them.  (Adding the blocks whose dual
+        ratio at z was near 1 was measured too: it spared column-generation rounds at
+        small beta but doubled the polish of sparse solutions, and cost more in sum.)"""
         norms = np.linalg.norm(z, axis=3).sum(axis=2)
         selected = norms > _POLISH_FRACTION * norms.max()
-        ratios = self._dual_ratios(z, admm_mu)
-        near = ratios >= _NEAR_ACTIVE_RATIO
-        # one key: the tier first (0 selected, 1 generated, 2 near), then norm or ratio
-        tier = np.where(selected, 0, np.where(self.generated, 1, 2))
-        score = np.where(selected, norms / max(norms.max(), np.finfo(float).tiny), ratios)
-        wanted = selected | self.generated | near
+        wanted = selected | self.generated
         _, _, m1, d = z.shape
         most = max(1, _max_polish_variables(self.problem.n_samples) // (m1 * d))
-        order = np.lexsort((-score.ravel(), tier.ravel()))
+        # selected blocks first, by norm; then the generated ones
+        order = np.lexsort((-norms.ravel(), ~selected.ravel()))
         order = order[wanted.ravel()[order]]
         working = np.zeros(wanted.size, dtype=bool)
         working[order[:most]] = True
         capped = np.count_nonzero(selected) > most
         return working.reshape(wanted.shape), capped
-
-    def _dual_ratios(self, z, admm_mu):
-        """(2, P): upper bounds on ``sigma_t(+-A_t^T v) / beta`` at the (unprojected) ADMM
-        point z, with the ADMM's multipliers improved by :func:`improve_multipliers`."""
-        problem = self.problem
-        v = problem.y - problem.forward(self.scaled.to_original(z))
-        h = self.scaled.row_norms[:, None, None, None]
-        mu = self._improved_multipliers(v, admm_mu * (self.scaled.y_scale / h))
-        return block_upper_bounds(problem, v, mu) / problem.beta
 
     def _candidate(self, U, scaled_mu, exact_blocks=None) -> _Candidate:
         """Objective and certificate of the original-problem point U (made feasible).

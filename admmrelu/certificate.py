@@ -24,8 +24,25 @@ import numpy as np
 from .cones import block_dual_norm
 from .kernels import array_namespace
 
-#: Exact solves that :func:`certify` spends on a prediction that cannot reach ``sufficient``.
+#: Exact solves that :func:`certify` spends on a prediction that cannot reach ``sufficient``:
+#: at least SHORT_REFINEMENTS, more while they fit in _REFINEMENT_FLOPS (the blocks found
+#: violated go to column generation, where each missed one can cost a whole reduced solve),
+#: at most _MOST_REFINEMENTS (see :func:`short_refinements`).
 SHORT_REFINEMENTS = 10
+_MOST_REFINEMENTS = 50
+_REFINEMENT_FLOPS = 1e9
+#: A wider block's exact dual norm is a small SOCP (Clarabel), counted as this many NNLS.
+_SOCP_FACTOR = 30
+
+
+def short_refinements(problem) -> int:
+    """How many exact solves a hopeless candidate gets: an NNLS over the block's n
+    generators in R^(m1 d) costs about ``n (m1 d)^2`` flops (d=20, n=800: 0.3 Mflop,
+    so _MOST_REFINEMENTS; d=784, n=5000, about 25 s each here: SHORT_REFINEMENTS)."""
+    per_solve = problem.n_samples * float(problem.width * problem.n_features) ** 2
+    if problem.width > 1:
+        per_solve *= _SOCP_FACTOR
+    return int(min(_MOST_REFINEMENTS, max(SHORT_REFINEMENTS, _REFINEMENT_FLOPS // per_solve)))
 
 
 @dataclass(frozen=True)
@@ -162,7 +179,7 @@ def certify(
     (:func:`scaled_dual_bound`) still reaches it (:func:`largest_sufficient_gamma`), so a
     loose tolerance or good multipliers spare every exact solve.  When not even
     ``gamma = beta`` (every block exactly feasible) reaches it, no refinement can, and at
-    most ``SHORT_REFINEMENTS`` blocks (those of largest bound) are refined: enough to
+    most :func:`short_refinements` blocks (those of largest bound) are refined: enough to
     find blocks that column generation should add, without solving for all of them.
     ``deadline`` (a ``time.perf_counter()`` value): no exact solve starts after it (the
     bound stays rigorous, only looser).
@@ -179,7 +196,7 @@ def certify(
     if sufficient is not None:
         target = max(target, largest_sufficient_gamma(v, y, beta, sufficient))
         if scaled_dual_bound(v, y, beta, beta)[0] < sufficient:
-            max_refined = SHORT_REFINEMENTS
+            max_refined = short_refinements(problem)
     gamma, exact = max_block_dual_norm(problem, v, multipliers, target, max_refined, deadline)
     n_refined = int(np.count_nonzero(~np.isnan(exact)))
     bound, scale = scaled_dual_bound(v, y, beta, gamma)

@@ -24,7 +24,7 @@ from .conic_ipm import BlockRows, solve_qp_socp
 
 #: A row is kept from the start when its value is below this fraction of the norm of the
 #: weights it involves (see :func:`_relative`).
-_KEEP_FRACTION = 0.1
+_KEEP_FRACTION = 5e-2
 #: A dropped row is added back when its value falls below this fraction of the block norm
 #: at the reduced solution (violated rows, and the rows close to violation with them, which
 #: saves rounds).

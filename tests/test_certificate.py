@@ -17,6 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import admmrelu as ar
+import admmrelu.certificate as certificate_module
 from admmrelu.certificate import (
     SHORT_REFINEMENTS,
     block_upper_bounds,
@@ -24,6 +25,7 @@ from admmrelu.certificate import (
     largest_sufficient_gamma,
     max_block_dual_norm,
     scaled_dual_bound,
+    short_refinements,
 )
 from admmrelu.cones import block_dual_norm
 
@@ -340,16 +342,20 @@ def test_improve_multipliers_on_bound_operators_matches_the_problem(device, dept
             assert np.all(after <= before * (1 + 1e-5))
 
 
-def test_unreachable_sufficient_bound_caps_the_exact_solves():
+@pytest.mark.parametrize("most", [SHORT_REFINEMENTS, 15])
+def test_unreachable_sufficient_bound_caps_the_exact_solves(most, monkeypatch):
     """A target no refinement can reach (above the gamma = beta bound) spends at most
-    SHORT_REFINEMENTS exact solves, on the blocks of largest bound; the bound stays valid."""
+    short_refinements(problem) exact solves, on the blocks of largest bound; the bound
+    stays valid."""
+    monkeypatch.setattr(certificate_module, "_MOST_REFINEMENTS", most)
     prob, rng = sampled_problem(40, 3, 30, 2, None, seed=4, beta=1e-3)
+    assert short_refinements(prob) == most  # tiny blocks: the flop budget allows the most
     yhat = np.zeros(prob.n_samples)
     full = ar.certify(prob, yhat)
-    assert full.n_refined > SHORT_REFINEMENTS  # otherwise the cap would not show
+    assert full.n_refined > most  # otherwise the cap would not show
     unreachable = 2.0 * (0.5 * prob.y @ prob.y)  # above any dual value
     capped = ar.certify(prob, yhat, sufficient=unreachable)
-    assert capped.n_refined == SHORT_REFINEMENTS
+    assert capped.n_refined == most
     # the refined blocks are those of largest cheap bound, with the exact values
     refined = ~np.isnan(capped.block_norms)
     upper = block_upper_bounds(prob, prob.y - yhat)
