@@ -687,9 +687,9 @@ class _Run:
     def _consider_sparser(self, candidate, scaled_mu, exact_blocks, tolerance_factor):
         """The interior point leaves the blocks that are zero at the optimum at about its
         tolerance; with those below ``_SPARSE_FRACTION`` of the largest block set to
-        zero, the point (a network with fewer neurons) replaces ``candidate`` as the best
-        when it still meets the tolerances and its objective is at most
-        ``_SPARSE_SLACK`` of the gap tolerance higher."""
+        zero, the point (a network with fewer neurons) replaces the best point when it
+        still meets the tolerances and its objective is at most ``_SPARSE_SLACK`` of the
+        gap tolerance higher."""
         U = candidate.weights
         norms = np.linalg.norm(U, axis=3).sum(axis=2)
         small = (norms > 0) & (norms <= _SPARSE_FRACTION * norms.max())
@@ -699,7 +699,7 @@ class _Run:
         sparse = self._candidate(sparse_U, scaled_mu, exact_blocks)
         self.best_bound = max(self.best_bound, sparse.dual_bound)
         slack = _SPARSE_SLACK * self._gap_tolerance(candidate.objective)
-        if sparse.objective <= candidate.objective + slack and self._meets(
+        if sparse.objective <= self.best.objective + slack and self._meets(
             sparse, tolerance_factor, self.best_bound
         ):
             self.best = sparse
