@@ -66,8 +66,8 @@ _RHO_BAND = 5.0
 #: rho stays within these bounds (of the scaled problem).
 _RHO_MIN, _RHO_MAX = 1e-6, 1e6
 #: The polish starts from the blocks of z above this fraction of its largest block norm
-#: (the certificate adds any block that was missed).
-_POLISH_FRACTION = 3e-2
+#: (the certificate adds any block that was missed; docs/solver.md §4 says why 1%).
+_POLISH_FRACTION = 1e-2
 #: Flops that one interior-point iteration of the polish may cost: a dense Cholesky of
 #: 6000 variables (about 2 s on one core here, so a polish of up to about a minute and a
 #: half).  Past it the ADMM alone must reach the tolerance, which at small beta costs far
