@@ -31,17 +31,16 @@ from .kernels import array_namespace
 SHORT_REFINEMENTS = 10
 _MOST_REFINEMENTS = 50
 _REFINEMENT_FLOPS = 1e9
-#: A wider block's exact dual norm is a small SOCP (Clarabel), counted as this many NNLS.
-_SOCP_FACTOR = 30
 
 
 def short_refinements(problem) -> int:
     """How many exact solves a hopeless candidate gets: an NNLS over the block's n
-    generators in R^(m1 d) costs about ``n (m1 d)^2`` flops (d=20, n=800: 0.3 Mflop,
-    so _MOST_REFINEMENTS; d=784, n=5000, about 25 s each here: SHORT_REFINEMENTS)."""
-    per_solve = problem.n_samples * float(problem.width * problem.n_features) ** 2
+    generators in R^d costs about ``n d^2`` flops (d=20, n=800: 0.3 Mflop, so
+    _MOST_REFINEMENTS; d=784, n=5000, about 25 s each here: SHORT_REFINEMENTS).  Wider
+    blocks (a Clarabel SOCP each, measured at 30-300 ms) get SHORT_REFINEMENTS."""
     if problem.width > 1:
-        per_solve *= _SOCP_FACTOR
+        return SHORT_REFINEMENTS  # each a Clarabel SOCP (tens of ms at n=500, d=20)
+    per_solve = problem.n_samples * float(problem.n_features) ** 2
     return int(min(_MOST_REFINEMENTS, max(SHORT_REFINEMENTS, _REFINEMENT_FLOPS // per_solve)))
 
 
