@@ -24,12 +24,17 @@ OUTSIDE = [1e-300, 1e-200, 1e-155, 1e154, 1e155, 1e200]
 AGREE = 1e-6
 
 
-@pytest.fixture(scope="module")
-def reference():
-    X, y, prob = make_problem(30, 3, 20, 2, 1, 0, 0.1)
+def _solved(n, d, P, depth, width):
+    """A unit-scale instance and its certified solve: the reference of the rescaled ones."""
+    X, y, prob = make_problem(n, d, P, depth, width, 0, 0.1)
     res = prob.solve()
     assert res.status == "optimal"
     return X, y, prob, res
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _solved(30, 3, 20, 2, 1)
 
 
 def _rescaled(which, c, X, y, prob):
@@ -74,10 +79,7 @@ def test_solve_in_any_units_is_certified_and_agrees(reference, which, c):
 
 @pytest.fixture(scope="module")
 def reference3():
-    X, y, prob = make_problem(20, 3, 10, 3, 2, 0, 0.1)
-    res = prob.solve()
-    assert res.status == "optimal"
-    return X, y, prob, res
+    return _solved(20, 3, 10, 3, 2)
 
 
 @pytest.mark.parametrize("which", ["X", "y"])
