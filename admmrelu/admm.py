@@ -50,7 +50,6 @@ from .certificate import (
     improve_multipliers,
     scaled_dual_bound,
 )
-from .cones import project_onto_cone
 from .kernels import BoundOperators, get_backend
 from .kernels._reference import slack
 from .linsys import BlockDiagonalSystem, KroneckerWoodburySystem
@@ -640,7 +639,6 @@ class _Run:
                     w_z,
                     self._time_left(),
                     self.known_rows,
-                    max_rounds=1,
                     eps_rel=self.settings.eps_rel,
                 )
                 self.polish_time += time.perf_counter() - start
@@ -741,7 +739,7 @@ class _Run:
         """
         start = time.perf_counter()
         problem = self.problem
-        U = self._project(U)
+        U = problem.project(U, self.deadline)
         prediction = problem.forward(U)
         mu = None
         if scaled_mu is not None:  # scaled row multipliers -> original rows: b mu^ / h
@@ -772,22 +770,6 @@ class _Run:
             relative_violation=problem.constraint_violation(U, relative=True),
             block_norms=cert.block_norms,
         )
-
-    def _project(self, U):
-        """``problem.project(U)`` block by block, largest blocks first, until the
-        deadline; blocks whose turn comes after it are set to zero (the apex of their
-        cone), so the point is always feasible."""
-        problem = self.problem
-        U = np.array(U, copy=True)
-        violated = np.any(problem.cone(U) < 0, axis=(0, 3))  # (2, P)
-        norms = np.where(violated, np.linalg.norm(U, axis=3).sum(axis=2), -1.0)
-        for flat in np.argsort(-norms, axis=None, kind="stable")[: violated.sum()]:
-            c, t = divmod(int(flat), problem.n_blocks)
-            if self._time_left() == 0.0:
-                U[c, t] = 0.0
-            else:
-                U[c, t] = project_onto_cone(problem.polar_generators(t), U[c, t])
-        return U
 
     def _improved_multipliers(self, v, mu):
         """:func:`improve_multipliers` on the solver's device and dtype, back on the host."""

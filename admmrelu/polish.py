@@ -9,10 +9,10 @@ blocks only the cone rows near their boundary matter.  The reduced program
 
 has a few hundred to a few thousand variables.  It is degenerate (an active block sits on
 an extreme ray of its cone, with about d active rows), which defeats a plain
-Newton/active-set polish, so it is solved by an interior-point method on the dense
-``F_W^T F_W`` (:mod:`admmrelu.conic_ipm`).  Rows that the polished point violates are
-added and the reduced program re-solved; blocks outside the working set are checked by the
-caller through the certificate (column generation).
+Newton/active-set polish, so it is solved by an interior-point method
+(:mod:`admmrelu.conic_ipm`).  Rows that the polished point violates are reported to the
+caller, which projects the point, certifies it and, when needed, solves again with those
+rows and with the blocks the certificate shows violated (column generation).
 """
 
 import time
@@ -34,8 +34,6 @@ _ADD_FRACTION = 1e-3
 _VIOLATION_FRACTION = 1e-9
 #: Row values within this fraction of the block norm count as zero (rounding).
 _ZERO_FRACTION = 1e-10
-#: Rounds of adding violated rows (a last small violation is removed by projection).
-_MAX_ROUNDS = 3
 #: Interior-point tolerance (relative residuals and gap) of the reduced solve.  The
 #: certificate checks the result independently; 1e-8 leaves the 1e-6 gap budget intact
 #: and stops before the slow tail of degenerate programs (zero blocks at a cone's apex).
@@ -61,9 +59,9 @@ class PolishResult:
         Those rows (row ``r n + i`` of a block: first-layer row of neuron r < m1, or the
         second-layer row for r = m1), for the next polish to start from.
     missing_rows : bool ndarray (2, P, n R)
-        Rows left out that the solution violates (with those near their boundary), when
-        ``max_rounds`` ran out: the weights are then projected onto the cones by the
-        caller, and the next polish should keep these rows too.
+        Rows left out that the solution violates (with those near their boundary): the
+        weights are then projected onto the cones by the caller, and the next polish
+        should keep these rows too.
     """
 
     weights: np.ndarray
@@ -74,13 +72,7 @@ class PolishResult:
 
 
 def polish(
-    scaled,
-    blocks,
-    directions,
-    time_limit=None,
-    known_rows=None,
-    max_rounds=_MAX_ROUNDS,
-    eps_rel=None,
+    scaled, blocks, directions, time_limit=None, known_rows=None, eps_rel=None
 ) -> PolishResult | None:
     """Solve the reduced program of ``scaled`` on the (2, P) bool mask ``blocks``.
 
@@ -90,8 +82,8 @@ def polish(
     samples where no first-layer neuron is on) are never kept.  ``known_rows`` (2, P, n R),
     optional: rows an earlier polish needed, kept from the start too (after column
     generation adds a block, the re-solve then needs no new rounds for the old ones).
-    ``max_rounds``: reduced solves at most, each adding the violated rows (see
-    ``PolishResult.missing_rows`` for those still missing after the last).  ``eps_rel``:
+    One reduced solve: rows it violates are reported in ``PolishResult.missing_rows``
+    for the caller's next round (which also adds any blocks).  ``eps_rel``:
     the caller's relative gap tolerance; the reduced solve's tolerance is the smaller of
     ``_IP_TOLERANCE`` and ``_IP_SHARE * eps_rel``.
     Returns None when the interior-point solve fails or runs past ``time_limit`` seconds
@@ -109,28 +101,24 @@ def polish(
     if known_rows is not None:
         keep |= nonzero & known_rows[pairs[:, 0], pairs[:, 1]]
     design = _design_matrix(scaled, pairs)
+    left = None if deadline is None else deadline - time.perf_counter()
+    if left is not None and left <= 0:
+        return None
+    solution = _solve_reduced(problem, design, rows_all, keep, left, tolerance)
+    if solution is None:
+        return None
+    u, duals = solution
+    u_blocks = u.reshape(len(pairs), width, d)
+    values, raw = _relative(rows_all, u_blocks, problem.n_samples)
+    dropped = nonzero & ~keep
+    block_norms = np.linalg.norm(u_blocks, axis=2).sum(axis=1, keepdims=True)
     missing = np.zeros_like(keep)
-    for round_ in range(max_rounds):
-        left = None if deadline is None else deadline - time.perf_counter()
-        if left is not None and left <= 0:
-            return None
-        solution = _solve_reduced(problem, design, rows_all, keep, left, tolerance)
-        if solution is None:
-            return None
-        u, duals = solution
-        u_blocks = u.reshape(len(pairs), width, d)
-        values, raw = _relative(rows_all, u_blocks, problem.n_samples)
-        dropped = nonzero & ~keep
-        block_norms = np.linalg.norm(u_blocks, axis=2).sum(axis=1, keepdims=True)
-        if not np.any(dropped & (raw < -_VIOLATION_FRACTION * block_norms)):
-            break  # a violation below that is left to the exact projection
-        # the violated rows, and the dropped rows close to their boundary with them; rows at
-        # zero to rounding (those of a neuron whose weights vanish) are satisfied
+    if np.any(dropped & (raw < -_VIOLATION_FRACTION * block_norms)):
+        # the violated rows, and the dropped rows close to their boundary with them; rows
+        # at zero to rounding (those of a neuron whose weights vanish) are satisfied.  A
+        # violation below _VIOLATION_FRACTION is left to the exact projection alone.
         near = (values < -_ZERO_FRACTION) | ((values > _ZERO_FRACTION) & (values <= _ADD_FRACTION))
-        if round_ == max_rounds - 1:
-            missing = dropped & near  # for the caller's next polish
-            break
-        keep = keep | (dropped & near)
+        missing = dropped & near
     weights = np.zeros(problem.var_shape)
     weights[pairs[:, 0], pairs[:, 1]] = u_blocks
     multipliers = np.zeros((len(pairs),) + keep.shape[1:])

@@ -4,6 +4,7 @@ Notation (formulation.md §1, §4, §9): ``n`` = n_samples, ``d`` = n_features (
 bias column if any), ``P`` = number of blocks, ``m1`` = first-layer neurons per block.
 """
 
+import time
 from functools import cached_property
 
 import numpy as np
@@ -201,15 +202,24 @@ class ConvexReLUProblem:
         masks2 = None if arr.masks2 is None else arr.masks2[:, t]
         return polar_generators(self.X, arr.masks1[:, t], arr.signs[t], masks2)
 
-    def project(self, U) -> np.ndarray:
-        """Euclidean projection of U onto the cones, block by block (only violating blocks).
+    def project(self, U, deadline=None) -> np.ndarray:
+        """Euclidean projection of U onto the cones, block by block (only violating blocks,
+        largest first).
 
         Returns a new array of shape (2, P, m1, d) that satisfies ``G U >= 0`` up to rounding.
+        ``deadline`` (a ``time.perf_counter()`` value): blocks whose turn comes after it are
+        set to zero (the apex of their cone) instead, so the result is feasible whenever
+        it returns.
         """
         U = np.array(self._check_var(U), copy=True)
         violated = np.any(self.cone(U) < 0, axis=(0, 3))  # (2, P)
-        for c, t in zip(*np.nonzero(violated), strict=True):
-            U[c, t] = project_onto_cone(self.polar_generators(t), U[c, t])
+        norms = np.where(violated, np.linalg.norm(U, axis=3).sum(axis=2), -1.0)
+        for flat in np.argsort(-norms, axis=None, kind="stable")[: violated.sum()]:
+            c, t = divmod(int(flat), self.n_blocks)
+            if deadline is not None and time.perf_counter() >= deadline:
+                U[c, t] = 0.0
+            else:
+                U[c, t] = project_onto_cone(self.polar_generators(t), U[c, t])
         return U
 
     def with_beta(self, beta) -> "ConvexReLUProblem":
