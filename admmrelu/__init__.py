@@ -16,6 +16,7 @@ from .exceptions import (
     SolverError,
     TooManyArrangementsError,
 )
+from .global_solve import GlobalSolveResult, solve_global
 from .network import ThreeLayerReLUNetwork, TwoLayerReLUNetwork, recover_network
 from .problem import ConvexReLUProblem
 from .results import History, SolveResult
@@ -31,6 +32,7 @@ __all__ = [
     "ConvergenceWarning",
     "ConvexReLUProblem",
     "ConvexReLURegressor",
+    "GlobalSolveResult",
     "History",
     "MemoryBudgetError",
     "SolveResult",
@@ -44,5 +46,6 @@ __all__ = [
     "estimate_n_blocks",
     "recover_network",
     "sample_arrangements",
+    "solve_global",
     "solve_path",
 ]
