@@ -127,6 +127,7 @@ def solve_global(
     exact_oracle="auto",
     oracle_max_blocks=5000,
     pricing_starts=256,
+    pricing_tol=1e-4,
     verbose=False,
     **solver_options,
 ) -> GlobalSolveResult:
@@ -167,10 +168,17 @@ def solve_global(
         Most blocks added per round; None: ``max(20, n_blocks of the working set / 2)``.
     exact_oracle : {"auto", True, False}
         Exact pricing over every enumerated block.  "auto": when the enumeration's count
-        bound is at most ``oracle_max_blocks``; True: always (may refuse with
-        TooManyArrangementsError); False: never (globally_optimal stays False).
+        bound is at most ``oracle_max_blocks`` (see ExactOracle.affordable); True:
+        always (the enumeration may take long, or refuse with TooManyArrangementsError
+        above 1 GiB of masks); False: never (globally_optimal stays False).
     pricing_starts : int
         Random starts of the ascent pricing per round.
+    pricing_tol : float
+        A block found by the ascent counts as violated when its dual norm exceeds
+        ``beta (1 + pricing_tol)``.  A residual whose largest dual norm over all blocks
+        is ``r beta`` gives a global lower bound within about ``(r - 1)`` relative of the
+        objective, so this is roughly the global relative gap the rounds aim at.  The
+        exact oracle uses the solver's own slack (``eps_rel``).
     verbose : bool
         One line per round.
     **solver_options
@@ -226,13 +234,13 @@ def solve_global(
         pricing = ascent_pricing(
             X, v, beta, depth, width, current=arrangements,
             active_units=units_of_solution(result.weights, arrangements.signs, depth),
-            n_starts=pricing_starts, max_new=limit, rng=rng,
+            n_starts=pricing_starts, max_new=limit, tol=pricing_tol, rng=rng,
         )  # fmt: skip
-        used, gamma_all = "ascent", dual_norm_upper_bound(X, v)
+        used, gamma_all = "ascent", dual_norm_upper_bound(X, v, depth)
         if oracle is not None and pricing.arrangements is None:
             left = None if deadline is None else deadline - time.perf_counter()
             pricing, gamma_all = oracle.price(
-                v, beta, current=arrangements, max_new=limit,
+                v, beta, current=arrangements, max_new=limit, tol=settings.eps_rel,
                 deadline=None if left is None else time.perf_counter() + max(left, 0.0),
             )  # fmt: skip
             used = "exact"

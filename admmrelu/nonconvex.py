@@ -25,7 +25,7 @@ ADAM_BETAS = (0.9, 0.999)
 
 
 def train_network(
-    X, y, beta, depth=2, width=1, n_units=100, steps=500, lr=2e-2, seed=0, time_limit=None
+    X, y, beta, depth=2, width=1, n_units=100, steps=500, lr=0.1, seed=0, time_limit=None
 ):
     """Train a ReLU network by full-batch Adam; return it and its objective per step.
 

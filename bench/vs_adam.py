@@ -84,7 +84,7 @@ Usage (from the repository root, one thread)::
 
     OMP_WAIT_POLICY=PASSIVE python bench/vs_adam.py                    # every instance
     python bench/vs_adam.py --instances teacher2-1000x20 balloons --depth 3
-    python bench/vs_adam.py --instances teacher2-5000x50 --restarts 5 --steps 1000
+    python bench/vs_adam.py --instances teacher2-5000x50 --restarts 5 --steps 1000 --merge
     python bench/vs_adam.py --no-torch --instances teacher2-200x5      # admmrelu only
     python bench/vs_adam.py --quick --no-torch --out /tmp/va            # tiny smoke test
     python bench/vs_adam.py --list
@@ -92,7 +92,10 @@ Usage (from the repository root, one thread)::
 Outputs under ``--out`` (default bench/results/vs_adam): ``results.md`` (the tables, also
 printed), ``results.json`` (settings, machine, every run with its trajectory, admmrelu's
 record with its rounds and network weights) and ``<case>.png`` (objective against wall
-time; skipped with a message when matplotlib is missing).  Rewritten after every case.
+time; skipped with a message when matplotlib is missing).  Rewritten after every case;
+with ``--merge`` the cases already in ``results.json`` that are not run now are kept
+(each case records the settings and commit it ran with), so instances can be run
+separately, with different settings, into one report.
 """
 
 import os
@@ -101,6 +104,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import importlib.util
+import json
 import math
 import re
 import statistics
@@ -280,14 +284,16 @@ def torch_available() -> bool:
 
 
 def _torch():
+    """torch, set to float64 and one thread (intra- and inter-op)."""
     import torch
 
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # only settable before the first parallel work; already 1 then
-        pass
+    if torch.get_num_interop_threads() != 1:
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # settable only before torch's first parallel work
+            pass
     return torch
 
 
@@ -601,9 +607,10 @@ def case_markdown(result: dict) -> str:
         )
         lines += [
             "",
-            f"Baselines: {net}, {result['settings_steps']} full-batch steps, "
+            f"Baselines: {net}, {result['settings']['steps']} full-batch steps, "
             f"||X||_2^2 = {base['lipschitz']:.4g}; every learning rate ran "
-            f"{base['grid_restarts']} restart(s), the chosen one (*) {base['restarts']}.",
+            f"{base['grid_restarts']} restart(s), the chosen one (*) {base['restarts']} "
+            f"(run {result['settings']['date']}).",
             "",
         ]
         headers = [
@@ -643,7 +650,8 @@ def case_markdown(result: dict) -> str:
         lines.append(markdown_table(headers, rows))
     admm = result.get("admmrelu")
     if admm is not None:
-        lines += ["", "admmrelu (`ar.solve_global`):", ""]
+        limit = fmt((result.get("settings") or {}).get("time_limit"), "g")
+        lines += ["", f"admmrelu (`ar.solve_global`, time_limit {limit}):", ""]
         if "objective" not in admm:
             lines.append(f"failed: {admm.get('status')}")
         else:
@@ -716,21 +724,40 @@ def summary_markdown(results: list[dict]) -> str:
     return markdown_table(headers, rows)
 
 
-def markdown(results, args, machine, settings) -> str:
-    torch_note = (
-        f"torch {machine['versions'].get('torch')}, float64, Adam lrs "
-        f"{', '.join(f'{v:g}' for v in args.adam_lrs)}, SGD (momentum 0.9) lrs c / ||X||_2^2 "
-        f"for c in {', '.join(f'{v:g}' for v in args.sgd_scales)}, {args.steps} full-batch "
-        f"steps, learning rates chosen on {min(args.grid_restarts, args.restarts)} "
-        f"restart(s), {args.restarts} restarts of the chosen one"
-        if settings["torch"]
-        else "baselines not run (" + settings["torch_note"] + ")"
+def _settings_line(results) -> str:
+    """The baselines' settings, once if every case shares them, else per case."""
+    keys = ("steps", "adam_lrs", "sgd_scales", "grid_restarts", "restarts")
+    by_setting = {}
+    for r in results:
+        s = r.get("settings") or {}
+        if s.get("torch"):
+            by_setting.setdefault(
+                tuple(tuple(v) if isinstance(v, list) else v for v in (s[k] for k in keys)), []
+            ).append(r["name"])
+    lines = []
+    for (steps, adam, sgd, grid, restarts), names in by_setting.items():
+        text = (
+            f"Adam lrs {', '.join(f'{v:g}' for v in adam)}; SGD (momentum 0.9) lrs "
+            f"c / ||X||_2^2 for c in {', '.join(f'{v:g}' for v in sgd)}; {steps} full-batch "
+            f"steps; every lr ran {grid} restart(s), the chosen one {restarts}"
+        )
+        lines.append(text + ("" if len(by_setting) == 1 else f" ({', '.join(names)})"))
+    if not lines:
+        return "baselines not run"
+    return "baselines: " + "; ".join(lines)
+
+
+def markdown(results, machine, settings) -> str:
+    beta_fracs = sorted({(r.get("settings") or {}).get("beta_frac") for r in results} - {None})
+    time_limits = sorted(
+        {fmt((r.get("settings") or {}).get("time_limit"), "g") for r in results if "beta" in r}
     )
     header = (
-        f"{machine['cpu_model']}, 1 thread (BLAS, numba, torch), commit "
-        f"{machine['git_commit']}; beta = {args.beta_frac:g} beta_max (beta_max of "
-        f"{BETA_MAX_BLOCKS} sampled blocks); {torch_note}; admmrelu time_limit "
-        f"{fmt(args.time_limit, 'g')}, seed {args.seed}.  best = lowest objective of any "
+        f"{machine['cpu_model']}, 1 thread (BLAS, numba, torch {machine['versions']['torch']}"
+        f" in float64), commit {machine['git_commit']} (latest run); beta = "
+        f"{', '.join(f'{v:g}' for v in beta_fracs)} beta_max (beta_max of "
+        f"{BETA_MAX_BLOCKS} sampled blocks); {_settings_line(results)}; admmrelu time_limit "
+        f"{', '.join(time_limits)}.  best = lowest objective of any "
         "iterate of any successful run (all learning rates); median = median final "
         "objective at the chosen learning rate; ratio = admmrelu's network objective / the "
         "best baseline; vs median run / vs all runs = admmrelu's wall time / one baseline "
@@ -748,6 +775,8 @@ def markdown(results, args, machine, settings) -> str:
     ]
     for r in results:
         parts += ["", case_markdown(r)]
+    if not settings["torch"]:
+        parts += ["", f"Baselines not run in the latest run ({settings['torch_note']})."]
     if settings.get("skipped"):
         parts += ["", "Skipped: " + "; ".join(settings["skipped"])]
     return "\n".join(parts)
@@ -870,6 +899,11 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--no-torch", action="store_true", help="admmrelu only")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other cases of <out>/results.json (replace those run now)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny instance, few steps")
     parser.add_argument("--list", action="store_true", help="print the instances and exit")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "vs_adam")
@@ -897,9 +931,30 @@ def parse_args(argv=None):
     return args
 
 
+def case_settings(args, use_torch: bool) -> dict:
+    """The settings a case ran with (kept with the case: ``--merge`` mixes runs)."""
+    out = {
+        "beta_frac": args.beta_frac,
+        "seed": args.seed,
+        "time_limit": args.time_limit,
+        "torch": use_torch,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if use_torch:
+        out.update(
+            steps=args.steps,
+            restarts=args.restarts,
+            grid_restarts=min(args.grid_restarts, args.restarts),
+            adam_lrs=list(args.adam_lrs),
+            sgd_scales=list(args.sgd_scales),
+            record_every=args.record_every,
+        )
+    return out
+
+
 def run_case(case, args, use_torch, log) -> dict:
     """Load, choose beta, run the baselines and admmrelu on one case."""
-    result = {**case, "settings_steps": args.steps}
+    result = {**case, "settings": case_settings(args, use_torch)}
     X, y = load_case(case, args.data_dir, args.seed)
     result["n"], result["d"] = X.shape
     result["beta_max"] = beta_max_of(X, y, case["depth"], case["width"])
@@ -920,6 +975,20 @@ def run_case(case, args, use_torch, log) -> dict:
     )
     result["summary"] = summarize(result)
     return result
+
+
+def load_previous(out_dir: Path, log) -> list[dict]:
+    """The cases of ``<out_dir>/results.json`` (``--merge``), or [] if there is none."""
+    path = out_dir / f"{STEM}.json"
+    if not path.exists():
+        return []
+    try:
+        cases_ = json.loads(path.read_text(encoding="utf-8"))["cases"]
+    except (OSError, ValueError, KeyError) as err:
+        log(f"--merge: cannot read {path} ({err}); starting afresh")
+        return []
+    log(f"--merge: keeping {len(cases_)} case(s) of {path} not run now")
+    return cases_
 
 
 def main(argv=None) -> int:
@@ -961,6 +1030,8 @@ def main(argv=None) -> int:
         "skipped": skipped,
     }
     results, paths = [], ()
+    names = {c["name"] for c in todo}
+    previous = load_previous(args.out, log) if args.merge else []
     with limit_threads(1):
         machine = machine_info(1)
         for package in ("torch", "matplotlib"):
@@ -974,6 +1045,7 @@ def main(argv=None) -> int:
         for case in todo:
             try:
                 result = run_case(case, args, use_torch, log)
+                result["settings"]["git_commit"] = machine["git_commit"]
             except Exception as err:  # e.g. a data file that does not parse
                 traceback.print_exc(file=sys.stderr)
                 result = {**case, "error": f"{type(err).__name__}: {err}", "admmrelu": None}
@@ -984,12 +1056,13 @@ def main(argv=None) -> int:
                     result["plot"] = str(plot_case(result, args.out))
                 except Exception as err:  # a plot must not lose the numbers
                     log(f"{case['name']}: plot failed: {type(err).__name__}: {err}")
-            report = markdown(results, args, machine, settings)
+            merged = [*(r for r in previous if r["name"] not in names), *results]
+            report = markdown(merged, machine, settings)
             data = {
                 "benchmark": "vs_adam",
                 "settings": settings,
                 "machine": machine,
-                "cases": results,
+                "cases": merged,
             }
             paths = write_results(args.out, STEM, report, data)
     if not results:
