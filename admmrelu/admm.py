@@ -143,6 +143,7 @@ class _Candidate:
     max_violation: float
     relative_violation: float
     block_norms: np.ndarray  # exact sigma_t(+-A_t^T v) (2, P) where refined, NaN elsewhere
+    dual_point: np.ndarray  # c v (n,): the dual-feasible point whose d(c v) is dual_bound
 
     @property
     def gap(self) -> float:
@@ -414,6 +415,7 @@ class _Run:
         self.history = {k: [] for k in History.__dataclass_fields__}
         self.best: _Candidate | None = None  # the feasible point of lowest objective
         self.best_bound = -np.inf  # the highest certified lower bound
+        self.best_dual_point = None  # the dual-feasible point that certified it
         self.polish_time = 0.0
         self.certificate_time = 0.0
         self.deadline = None  # perf_counter time at which time_limit runs out
@@ -695,7 +697,7 @@ class _Run:
             return
         sparse_U = np.where(small[:, :, None, None], 0.0, U)
         sparse = self._candidate(sparse_U, scaled_mu, exact_blocks)
-        self.best_bound = max(self.best_bound, sparse.dual_bound)
+        self._raise_bound(sparse)
         slack = _SPARSE_SLACK * self._gap_tolerance(candidate.objective)
         if sparse.objective <= self.best.objective + slack and self._meets(
             sparse, tolerance_factor, self.best_bound
@@ -769,6 +771,7 @@ class _Run:
             max_violation=problem.constraint_violation(U),
             relative_violation=problem.constraint_violation(U, relative=True),
             block_norms=cert.block_norms,
+            dual_point=cert.scale * (problem.y - prediction),
         )
 
     def _improved_multipliers(self, v, mu):
@@ -806,7 +809,12 @@ class _Run:
         bound is valid for the same problem, so the returned gap is the smallest proven."""
         if self.best is None or candidate.objective < self.best.objective:
             self.best = candidate
-        self.best_bound = max(self.best_bound, candidate.dual_bound)
+        self._raise_bound(candidate)
+
+    def _raise_bound(self, candidate):
+        """Keep the highest certified bound, and the dual point that gave it."""
+        if candidate.dual_bound > self.best_bound:
+            self.best_bound, self.best_dual_point = candidate.dual_bound, candidate.dual_point
 
     # ----------------------------------------------------------------- result
     def _result(self, status, iterations, setup_time, solve_time, state, rho) -> SolveResult:
@@ -834,6 +842,7 @@ class _Run:
             solver_status=str(status),
             history=history,
             admm_state=state,
+            dual_point=self.best_dual_point,
         )
         self.log.footer(result, rho)
         return result

@@ -22,12 +22,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .arrangements import sample_arrangements
 from .enumeration import enumerate_arrangements
 from .exceptions import ConvergenceWarning
+from .global_solve import solve_global
 from .problem import ConvexReLUProblem
 from .status import Status
 
 _SOLVERS = ("admm", "cvxpy")
 _DEVICES = ("cpu", "gpu", "auto")
-_ARRANGEMENTS = ("sample", "exact")
+_ARRANGEMENTS = ("generate", "sample", "exact")
 #: solver_options keys that have their own estimator parameter.
 _OWN_PARAMETERS = {"device": "device", "verbose": "verbose"}
 
@@ -64,8 +65,9 @@ class ConvexReLURegressor(RegressorMixin, BaseEstimator):
     width : int, default=1
         First-layer neurons ``m1`` per three-layer sub-network; must be 1 at ``depth=2``.
     n_blocks : int, default=50
-        Number of blocks to sample (``arrangements="sample"``); more blocks give a
-        richer model and a slower solve.  Ignored with ``arrangements="exact"``.
+        ``arrangements="generate"``: sampled blocks added to those of the seed network in
+        the first round; ``"sample"``: the number of blocks to sample (more blocks give a
+        richer model and a slower solve).  Ignored with ``arrangements="exact"``.
     beta : float, default=1e-3
         Weight decay in the mean-loss convention above, > 0.  Because the loss is
         averaged over the samples, a given ``beta`` means the same trade-off whatever
@@ -75,17 +77,23 @@ class ConvexReLURegressor(RegressorMixin, BaseEstimator):
         ``c`` needs ``beta * c`` for the same fit.
     fit_intercept : bool, default=True
         Append a column of ones to ``X`` (a bias in every first-layer neuron).
-    arrangements : {"sample", "exact"}, default="sample"
-        ``"sample"``: ``n_blocks`` blocks from :func:`~admmrelu.sample_arrangements`;
-        the certificate is then over the sampled blocks.  ``"exact"``: every block, from
+    arrangements : {"generate", "sample", "exact"}, default="generate"
+        ``"generate"``: :func:`~admmrelu.solve_global`: blocks of a short gradient run on
+        the network, then pricing rounds that add the blocks the residual's dual
+        constraint violates (the fitted network is never worse than that run's; see
+        ``global_lower_bound_``).  ``"sample"``: ``n_blocks`` blocks from
+        :func:`~admmrelu.sample_arrangements`; the certificate is then over the sampled
+        blocks.  ``"exact"``: every block, from
         :func:`~admmrelu.enumerate_arrangements` (tiny data only: it refuses with
         :class:`~admmrelu.TooManyArrangementsError` when there are too many); the
         fitted network is then the certified *global* optimum of the objective above.
     random_state : int, RandomState instance or None, default=None
-        Seed of the block sampling.  An int gives the blocks of
+        Seed of the block sampling, and of the gradient run and the pricing with
+        ``"generate"``.  An int gives the blocks of
         ``sample_arrangements(..., seed=random_state)``, so fits are reproducible.
     solver : {"admm", "cvxpy"}, default="admm"
-        admmrelu's ADMM solver, or the cvxpy reference model (Clarabel by default).
+        admmrelu's ADMM solver, or the cvxpy reference model (Clarabel by default;
+        with ``arrangements="sample"`` or ``"exact"`` only).
     device : {"cpu", "gpu", "auto"}, default="cpu"
         Where the ADMM runs; ``"auto"`` picks the GPU when one is usable.  ``"gpu"``
         raises the backend's ``RuntimeError`` (with the reason) at ``fit`` when no usable
@@ -118,6 +126,15 @@ class ConvexReLURegressor(RegressorMixin, BaseEstimator):
     dual_gap_ : float
         Certified gap of ``objective_`` (same units): the optimum over
         ``arrangements_`` is at least ``objective_ - dual_gap_``.
+    global_lower_bound_ : float
+        A lower bound (same units) on the objective of *every* network of the
+        architecture, whatever its width or training: from the global solve with
+        ``"generate"`` (tight where its exact oracle ran, else loose), the certified
+        bound with ``"exact"``, and -inf with ``"sample"`` (nothing global is known).
+    globally_optimal_ : bool
+        True only when ``objective_`` is certified globally optimal: ``"exact"`` blocks
+        with an optimal solve, or ``"generate"`` whose exact oracle found no violated
+        block.
     n_iter_ : int
         Solver iterations.
     n_features_in_ : int
@@ -166,7 +183,7 @@ class ConvexReLURegressor(RegressorMixin, BaseEstimator):
         n_blocks=50,
         beta=1e-3,
         fit_intercept=True,
-        arrangements="sample",
+        arrangements="generate",
         random_state=None,
         solver="admm",
         device="cpu",
@@ -205,13 +222,16 @@ class ConvexReLURegressor(RegressorMixin, BaseEstimator):
         X1 = self._augment(X)
         n_samples = X1.shape[0]
 
-        self.arrangements_ = self._build_arrangements(X1)
         self.problem_beta_ = n_samples * float(self.beta)
-        problem = ConvexReLUProblem(X1, y, self.problem_beta_, self.arrangements_)
         with warnings.catch_warnings():  # one warning, from the estimator, below
             warnings.simplefilter("ignore", ConvergenceWarning)
-            result = problem.solve(solver=self.solver, **options)
-
+            result, self.arrangements_ = self._solve(X1, y, options)
+        exact = self.arrangements == "exact" and result.status == Status.OPTIMAL
+        if self.arrangements == "generate":
+            lower, self.globally_optimal_ = result.global_lower_bound, result.globally_optimal
+        else:
+            lower, self.globally_optimal_ = (result.dual_bound if exact else -np.inf), exact
+        self.global_lower_bound_ = lower / n_samples
         self.result_ = result
         self.network_ = result.network()
         self.objective_ = result.objective / n_samples
@@ -252,6 +272,25 @@ class ConvexReLURegressor(RegressorMixin, BaseEstimator):
             return X
         return np.hstack([X, np.ones((X.shape[0], 1))])
 
+    def _solve(self, X1, y, options):
+        """(result, blocks): the global solve ("generate"), or one solve over sampled or
+        enumerated blocks."""
+        if self.arrangements == "generate":
+            result = solve_global(
+                X1,
+                y,
+                self.problem_beta_,
+                depth=self.depth,
+                width=self.width if self.depth == 3 else None,
+                n_blocks=self.n_blocks,
+                seed=self._seed(),
+                **options,
+            )
+            return result, result.arrangements
+        blocks = self._build_arrangements(X1)
+        problem = ConvexReLUProblem(X1, y, self.problem_beta_, blocks)
+        return problem.solve(solver=self.solver, **options), blocks
+
     def _build_arrangements(self, X1):
         if self.arrangements == "exact":
             return enumerate_arrangements(X1, depth=self.depth, width=self.width)
@@ -291,7 +330,8 @@ class ConvexReLURegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"fit_intercept must be True or False; got {self.fit_intercept!r}")
         if self.arrangements not in _ARRANGEMENTS:
             raise ValueError(
-                f"arrangements must be 'sample' or 'exact'; got arrangements={self.arrangements!r}"
+                "arrangements must be 'generate', 'sample' or 'exact'; got "
+                f"arrangements={self.arrangements!r}"
             )
         rs = self.random_state
         if not (rs is None or _is_int(rs) or isinstance(rs, np.random.RandomState)):
@@ -309,6 +349,11 @@ class ConvexReLURegressor(RegressorMixin, BaseEstimator):
             raise ValueError(
                 "device='gpu' needs solver='admm': the cvxpy reference runs on the CPU; "
                 "use device='cpu' with solver='cvxpy'"
+            )
+        if self.arrangements == "generate" and self.solver != "admm":
+            raise ValueError(
+                "arrangements='generate' needs solver='admm' (the rounds warm-start the "
+                "ADMM); use arrangements='sample' or 'exact' with solver='cvxpy'"
             )
         if not isinstance(self.verbose, bool | np.bool_ | Integral):
             raise ValueError(f"verbose must be True or False; got verbose={self.verbose!r}")

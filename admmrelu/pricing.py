@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arrangements import Arrangements, _block_key, _blocks_from_networks
-from .certificate import block_upper_bounds
+from .certificate import block_upper_bounds, improve_multipliers
 from .cones import block_dual_norm
 from .enumeration import enumerate_arrangements, estimate_n_blocks
 from .exceptions import TooManyArrangementsError
@@ -301,6 +301,10 @@ def _trust_region_dual(M, b, n_bisect=100) -> float:
     return g(high)
 
 
+#: Steps of the all-blocks multiplier ascent that tightens the oracle's cheap bounds
+#: (each step is one cone product and its adjoint over every enumerated block).
+_ORACLE_MULTIPLIER_STEPS = 50
+
 #: How far above ``max_blocks`` the three-layer count bound (15) may lie for "auto".
 THREE_LAYER_BOUND_SLACK = 40
 
@@ -339,14 +343,17 @@ class ExactOracle:
         """Exact pricing of ``v``: returns (PricingResult, gamma).
 
         Block copies are solved exactly in decreasing order of their cheap upper bound
-        (:func:`admmrelu.certificate.block_upper_bounds`) while a bound exceeds the
+        (:func:`admmrelu.certificate.block_upper_bounds`, with cone multipliers from
+        :func:`admmrelu.certificate.improve_multipliers`) while a bound exceeds the
         largest exact value so far (so gamma is the exact maximum over every block), or
         exceeds ``beta (1 + tol)`` while fewer than ``max_new`` violated blocks not in
         ``current`` were found.  ``deadline`` (a ``time.perf_counter()`` value) stops
         the solves early; gamma then stays an upper bound (the largest unsolved bound).
         """
         Z = self.problem.adjoint(v)
-        upper = block_upper_bounds(self.problem, v)
+        zeros = np.zeros(self.problem.cone_shape)
+        multipliers = improve_multipliers(self.problem, v, zeros, _ORACLE_MULTIPLIER_STEPS)
+        upper = block_upper_bounds(self.problem, v, multipliers)
         threshold = beta * (1.0 + tol)
         known = set() if current is None else set(block_keys(current))
         P = self.arrangements.n_blocks

@@ -125,7 +125,8 @@ def solve_cvxpy(problem, cvxpy_solver="CLARABEL", gap_tol=1e-6, verbose=False, *
     else:
         weights = problem.project(np.asarray(U.value).reshape(problem.var_shape))
     objective = problem.objective(weights)
-    cert = certify(problem, problem.forward(weights))
+    prediction = problem.forward(weights)
+    cert = certify(problem, prediction)
     certificate_time = time.perf_counter() - start
 
     gap = objective - cert.dual_bound
@@ -151,6 +152,7 @@ def solve_cvxpy(problem, cvxpy_solver="CLARABEL", gap_tol=1e-6, verbose=False, *
         certificate_time=certificate_time,
         solver=f"cvxpy:{cvxpy_solver}",
         solver_status=str(solver_status),
+        dual_point=cert.scale * (problem.y - prediction),
     )
     if status != Status.OPTIMAL:
         warnings.warn(

@@ -65,6 +65,11 @@ class SolveResult:
         Per-check trace (empty for cvxpy).
     admm_state : ADMMState or None
         The ADMM's final iterate and rho, for ``warm_start`` (None for cvxpy).
+    dual_point : ndarray of shape (n_samples,) or None
+        The dual-feasible point ``c v`` whose ``d(c v)`` is ``dual_bound``
+        (``max_t sigma_t(+-A_t^T dual_point) <= beta`` over the problem's blocks); pricing
+        (:func:`admmrelu.solve_global`) checks it against the other blocks.  None when no
+        bound was certified.
     """
 
     status: Status
@@ -86,6 +91,7 @@ class SolveResult:
     solver_status: str
     history: History = field(default_factory=History)
     admm_state: object = field(default=None, repr=False)
+    dual_point: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def relative_gap(self) -> float:

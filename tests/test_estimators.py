@@ -53,11 +53,18 @@ def data():
 @pytest.fixture(scope="module")
 def fitted(data):
     X, y = data
-    return ConvexReLURegressor(n_blocks=20, beta=1e-3, random_state=3).fit(X, y)
+    return ConvexReLURegressor(
+        arrangements="sample", n_blocks=20, beta=1e-3, random_state=3
+    ).fit(X, y)
 
 
 # ---------------------------------------------------------------- scikit-learn
-@parametrize_with_checks([ConvexReLURegressor(n_blocks=20, random_state=0)])
+@parametrize_with_checks(
+    [
+        ConvexReLURegressor(n_blocks=20, random_state=0, solver_options={"max_rounds": 2}),
+        ConvexReLURegressor(arrangements="sample", n_blocks=20, random_state=0),
+    ]
+)
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():  # tiny check data has fewer cells than n_blocks
         warnings.filterwarnings("ignore", "found only", UserWarning)
@@ -65,7 +72,13 @@ def test_sklearn_compatible(estimator, check):
 
 
 @pytest.mark.slow
-@parametrize_with_checks([ConvexReLURegressor(depth=3, width=2, n_blocks=8, random_state=0)])
+@parametrize_with_checks(
+    [
+        ConvexReLURegressor(
+            depth=3, width=2, n_blocks=8, random_state=0, solver_options={"max_rounds": 1}
+        )
+    ]
+)
 def test_sklearn_compatible_three_layer(estimator, check):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "found only", UserWarning)
@@ -191,7 +204,7 @@ def test_beta_is_per_sample(data):
     agree; under the package's sum-loss convention the loss would double.
     """
     X, y = relu_data(n=20, seed=5)
-    est = ConvexReLURegressor(n_blocks=15, beta=1e-2, random_state=1)
+    est = ConvexReLURegressor(arrangements="sample", n_blocks=15, beta=1e-2, random_state=1)
     a = clone(est).fit(X, y)
     b = clone(est).fit(np.vstack([X, X]), np.concatenate([y, y]))
     assert b.problem_beta_ == pytest.approx(2 * a.problem_beta_)
@@ -274,7 +287,8 @@ def test_pickle_round_trip(data, fitted):
         ({"beta": float("nan")}, "beta must be a finite number"),
         ({"beta": "1"}, "beta must be a finite number"),
         ({"fit_intercept": "yes"}, "fit_intercept must be True or False"),
-        ({"arrangements": "all"}, "arrangements must be 'sample' or 'exact'"),
+        ({"arrangements": "all"}, "arrangements must be 'generate', 'sample' or 'exact'"),
+        ({"solver": "cvxpy"}, "arrangements='generate' needs solver='admm'"),
         ({"random_state": "seed"}, "random_state must be None"),
         ({"solver": "sgd"}, "solver must be 'admm' or 'cvxpy'"),
         ({"device": "tpu"}, "device must be 'cpu', 'gpu' or 'auto'"),
@@ -354,8 +368,12 @@ def test_no_warning_and_options_untouched_when_optimal(data):
 
 def test_verbose_prints_the_solver_log(data, capsys):
     X, y = data
-    ConvexReLURegressor(n_blocks=5, random_state=0, verbose=True).fit(X, y)
+    ConvexReLURegressor(
+        arrangements="sample", n_blocks=5, random_state=0, verbose=True
+    ).fit(X, y)
     assert "iter" in capsys.readouterr().out
+    ConvexReLURegressor(n_blocks=5, random_state=0, verbose=True).fit(X, y)
+    assert "round" in capsys.readouterr().out  # the global solve prints its rounds
 
 
 def test_device_cpu_and_auto_agree(data):
