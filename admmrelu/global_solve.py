@@ -125,7 +125,7 @@ def solve_global(
     n_blocks=50,
     seed_network=True,
     seed_units=None,
-    seed_steps=500,
+    seed_steps=1000,
     max_rounds=50,
     blocks_per_round=None,
     exact_oracle="auto",
@@ -162,8 +162,7 @@ def solve_global(
         (:func:`admmrelu.nonconvex.train_network`) and start from its blocks and point;
         a TwoLayerReLUNetwork / ThreeLayerReLUNetwork: start from it; False: no seed.
     seed_units : int or None
-        Neurons (depth 2) or sub-networks (depth 3) of the seed run; None: 100 (at most
-        n_samples).
+        Neurons (depth 2) or sub-networks (depth 3) of the seed run; None: 200.
     seed_steps : int
         Adam steps of the seed run.
     max_rounds : int
@@ -222,8 +221,15 @@ def solve_global(
     use_oracle = exact_oracle is True or (
         exact_oracle == "auto" and ExactOracle.affordable(X, depth, width, oracle_max_blocks)
     )
-    oracle = None  # enumerated on first use: the ascent often needs no exact round
+    pricer = _Pricer(
+        X, beta, depth, width, rng, pricing_starts, pricing_tol, settings.eps_rel,
+        oracle_max_blocks if use_oracle else None,
+    )  # fmt: skip
     priced = np.zeros(arrangements.n_blocks, dtype=bool)  # blocks pricing added: kept
+
+    def tolerance(result):
+        """The gap that "optimal" needs at the user's tolerances (as the ADMM's)."""
+        return settings.eps_abs * float(np.mean(y * y)) + settings.eps_rel * result.objective
 
     rounds, best_lower, result = [], 0.0, None
     pricing, gamma_all, used = None, math.inf, "ascent"
@@ -243,21 +249,12 @@ def solve_global(
         if v is None:
             v = y - problem.forward(result.weights)
         limit = blocks_per_round or max(20, arrangements.n_blocks // 2)
-        pricing = ascent_pricing(
-            X, v, beta, depth, width, current=arrangements,
-            active_units=units_of_solution(result.weights, arrangements.signs, depth),
-            n_starts=pricing_starts, max_new=limit, rng=rng,
-            tol=max(pricing_tol, _ROUND_TOL) if loose else pricing_tol,
-        )  # fmt: skip
-        used, gamma_all = "ascent", dual_norm_upper_bound(X, v, depth)
-        if use_oracle and pricing.arrangements is None and not loose:
-            oracle = oracle or ExactOracle(X, depth, width, max(oracle_max_blocks, 1))
-            left = None if deadline is None else deadline - time.perf_counter()
-            pricing, gamma_all = oracle.price(
-                v, beta, current=arrangements, max_new=limit, tol=settings.eps_rel,
-                deadline=None if left is None else time.perf_counter() + max(left, 0.0),
-            )  # fmt: skip
-            used = "exact"
+        round_pricer = pricer.at(v, result, arrangements, limit, deadline)
+        pricing, gamma_all, used = round_pricer.price(tight=not loose)
+        if loose and pricing.arrangements is None and result.gap <= tolerance(result):
+            # the loose round already meets the tolerance: tighten without a re-solve
+            loose = False
+            pricing, gamma_all, used = round_pricer.price(tight=True)
         bound = max(scaled_dual_bound(v, y, beta, gamma_all)[0], 0.0)
         best_lower = max(best_lower, bound)
         new = 0 if pricing.arrangements is None else pricing.arrangements.n_blocks
@@ -287,15 +284,14 @@ def solve_global(
             arrangements, result.weights, priced, pricing.arrangements
         )
 
-    tolerance = settings.eps_abs * float(np.mean(y * y)) + settings.eps_rel * result.objective
-    if loose and result.status == Status.OPTIMAL and result.gap > tolerance:
+    if loose and result.status == Status.OPTIMAL and result.gap > tolerance(result):
         # a limit stopped the rounds before the last, tight one: optimal to _ROUND_TOL only
         result = dataclasses.replace(result, status=Status.OPTIMAL_INACCURATE)
     globally_optimal = bool(
         used == "exact"
         and pricing.arrangements is None
         and result.status == Status.OPTIMAL
-        and result.objective - best_lower <= tolerance
+        and result.objective - best_lower <= tolerance(result)
     )
     return GlobalSolveResult(
         **{f.name: getattr(result, f.name) for f in dataclasses.fields(SolveResult)},
@@ -310,6 +306,44 @@ def solve_global(
     )
 
 
+class _Pricer:
+    """Pricing of the rounds: the ascent, then (tight rounds only, when it finds nothing
+    and the oracle is affordable) the exact oracle, enumerated on first use."""
+
+    def __init__(self, X, beta, depth, width, rng, starts, tol, eps_rel, oracle_max_blocks):
+        self.X, self.beta, self.depth, self.width, self.rng = X, beta, depth, width, rng
+        self.starts, self.tol, self.eps_rel = starts, tol, eps_rel
+        self.oracle_max_blocks = oracle_max_blocks  # None: no exact oracle
+        self.oracle = None
+        self.v = self.result = self.arrangements = self.limit = self.deadline = None
+
+    def at(self, v, result, arrangements, limit, deadline) -> "_Pricer":
+        """Point the pricer at a round: its dual point v, result and blocks."""
+        self.v, self.result, self.arrangements = v, result, arrangements
+        self.limit, self.deadline = limit, deadline
+        return self
+
+    def price(self, tight):
+        """(PricingResult, gamma_all, oracle used): gamma_all bounds the dual norm of v
+        over every block (exact from the oracle, else dual_norm_upper_bound)."""
+        X, v, arr = self.X, self.v, self.arrangements
+        found = ascent_pricing(
+            X, v, self.beta, self.depth, self.width, current=arr,
+            active_units=units_of_solution(self.result.weights, arr.signs, self.depth),
+            n_starts=self.starts, max_new=self.limit, rng=self.rng,
+            tol=self.tol if tight else max(self.tol, _ROUND_TOL),
+        )  # fmt: skip
+        if self.oracle_max_blocks is None or not tight or found.arrangements is not None:
+            return found, dual_norm_upper_bound(X, v, self.depth), "ascent"
+        if self.oracle is None:
+            self.oracle = ExactOracle(X, self.depth, self.width, self.oracle_max_blocks)
+        found, gamma = self.oracle.price(
+            v, self.beta, current=arr, max_new=self.limit, tol=self.eps_rel,
+            deadline=self.deadline,
+        )  # fmt: skip
+        return found, gamma, "exact"
+
+
 def _seed_network(X, y, beta, depth, width, seed_network, seed_units, steps, rng, time_limit):
     """The seed: a given network, None, or a short Adam run's network."""
     if seed_network is False or seed_network is None:
@@ -321,11 +355,7 @@ def _seed_network(X, y, beta, depth, width, seed_network, seed_units, steps, rng
                 f"ThreeLayerReLUNetwork), True or False; got {type(seed_network).__name__}"
             )
         return seed_network
-    units = (
-        min(100, X.shape[0])
-        if seed_units is None
-        else check_int(seed_units, "seed_units", minimum=1)
-    )
+    units = 200 if seed_units is None else check_int(seed_units, "seed_units", minimum=1)
     steps = check_int(steps, "seed_steps", minimum=1)
     budget = None if time_limit is None else _SEED_TIME_SHARE * time_limit
     network, _ = train_network(
