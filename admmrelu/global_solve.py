@@ -199,6 +199,11 @@ def solve_global(
     depth, width = check_depth_width(depth, width)
     n_blocks = check_int(n_blocks, "n_blocks", minimum=0)
     max_rounds = check_int(max_rounds, "max_rounds", minimum=1)
+    pricing_starts = check_int(pricing_starts, "pricing_starts", minimum=0)
+    oracle_max_blocks = check_int(oracle_max_blocks, "oracle_max_blocks", minimum=1)
+    if blocks_per_round is not None:
+        blocks_per_round = check_int(blocks_per_round, "blocks_per_round", minimum=1)
+    pricing_tol = check_positive_float(pricing_tol, "pricing_tol", allow_zero=True)
     if exact_oracle not in ("auto", True, False):
         raise ValueError(f"exact_oracle must be 'auto', True or False; got {exact_oracle!r}")
     for name in ("warm_start",):
@@ -333,7 +338,13 @@ class _Pricer:
             n_starts=self.starts, max_new=self.limit, rng=self.rng,
             tol=self.tol if tight else max(self.tol, _ROUND_TOL),
         )  # fmt: skip
-        if self.oracle_max_blocks is None or not tight or found.arrangements is not None:
+        out_of_time = self.deadline is not None and time.perf_counter() >= self.deadline
+        if (
+            self.oracle_max_blocks is None
+            or not tight
+            or found.arrangements is not None
+            or out_of_time
+        ):
             return found, dual_norm_upper_bound(X, v, self.depth), "ascent"
         if self.oracle is None:
             self.oracle = ExactOracle(X, self.depth, self.width, self.oracle_max_blocks)

@@ -122,7 +122,8 @@ from _common import (
 )
 
 import admmrelu as ar
-from admmrelu.arrangements import _block_key, _blocks_from_networks
+from admmrelu.lifting import network_blocks
+from admmrelu.nonconvex import _adam_step
 
 STEM = "results"
 DEFAULT_DEPTHS = (2, 3)
@@ -140,7 +141,6 @@ WARMUP_INSTANCES = {2: "2L-n40-d3-P4", 3: "3L-n40-d3-P4-w2"}
 #: Training of the networks behind the trained blocks (full-batch Adam in numpy).
 TRAIN_STEPS = 300
 TRAIN_LR = 1e-2
-ADAM_BETAS = (0.9, 0.999)
 
 #: Clarabel's measured end-to-end seconds (bench/results/run_a, run_b) at cone nonzeros
 #: (depth: ((nonzeros, seconds), (nonzeros, seconds))), and its bytes per nonzero.
@@ -185,17 +185,6 @@ def clarabel_skip_reason(depth, n, d, n_blocks, time_limit: float) -> str | None
 
 
 # ---------------------------------------------------------------------- trained blocks
-def _adam(params, grads, state, step, lr):
-    """One Adam step on the list ``params`` in place (``state``: first/second moments)."""
-    b1, b2 = ADAM_BETAS
-    for p, g, (m, v) in zip(params, grads, state, strict=True):
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * g * g
-        p -= lr * (m / (1 - b1**step)) / (np.sqrt(v / (1 - b2**step)) + 1e-12)
-
-
 def train_two_layer(X, y, beta, m, seed, steps=TRAIN_STEPS, lr=TRAIN_LR):
     """A two-layer ReLU network of ``m`` neurons trained by full-batch Adam on
     ``0.5 ||(X W1)_+ w2 - y||^2 + beta/2 (||W1||^2 + ||w2||^2)``.
@@ -217,7 +206,7 @@ def train_two_layer(X, y, beta, m, seed, steps=TRAIN_STEPS, lr=TRAIN_LR):
         r = H @ w2 - y
         g_w2 = H.T @ r + beta * w2
         g_W1 = X.T @ (np.outer(r, w2) * (Z > 0)) + beta * W1
-        _adam([W1, w2], [g_W1, g_w2], state, step, lr)
+        _adam_step([W1, w2], [g_W1, g_w2], state, step, lr)
     return W1, w2, initial, objective()
 
 
@@ -251,7 +240,7 @@ def train_three_layer(X, y, beta, K, width, seed, steps=TRAIN_STEPS, lr=TRAIN_LR
         g_w2 = (dZ2[:, :, None] * H1).sum(axis=0) + beta * w2
         dZ1 = dZ2[:, :, None] * w2[None] * (Z1 > 0)
         g_W1 = (dZ1.reshape(-1, K * width).T @ X).reshape(W1.shape)
-        _adam([W1, w2, w3], [g_W1, g_w2, g_w3], state, step, lr)
+        _adam_step([W1, w2, w3], [g_W1, g_w2, g_w3], state, step, lr)
         W1 /= np.linalg.norm(W1, axis=(1, 2), keepdims=True)
     return W1, w2, w3, initial, objective()
 
@@ -260,22 +249,10 @@ def arrangements_from_network(X, W1, w2, depth) -> ar.Arrangements:
     """The distinct non-trivial blocks of a network's neurons (depth 2: W1 (m, 1, d) and
     w2 ones (m, 1)) or sub-networks (depth 3: W1 (K, m1, d), w2 (K, m1)), read off as
     ``sample_arrangements`` reads its random networks."""
-    block = _blocks_from_networks(X, W1, w2, depth)
-    found, kept = set(), []
-    for b in range(W1.shape[0]):
-        key = _block_key(block, b)
-        if block["nontrivial"][b] and key not in found:
-            found.add(key)
-            kept.append(b)
-    if not kept:
+    arrangements = network_blocks(X, W1, w2, depth)[0]
+    if arrangements is None:
         raise ValueError("every neuron of the trained network is dead (no non-trivial block)")
-    return ar.Arrangements(
-        masks1=block["masks1"][:, kept],
-        signs=block["signs"][kept],
-        masks2=None if depth == 2 else block["masks2"][:, kept],
-        generators=block["generators"][kept],
-        n_draws=W1.shape[0],
-    )
+    return arrangements
 
 
 def trained_arrangements(X, y, beta, depth, P, seed):

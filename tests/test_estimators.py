@@ -53,9 +53,9 @@ def data():
 @pytest.fixture(scope="module")
 def fitted(data):
     X, y = data
-    return ConvexReLURegressor(
-        arrangements="sample", n_blocks=20, beta=1e-3, random_state=3
-    ).fit(X, y)
+    return ConvexReLURegressor(arrangements="sample", n_blocks=20, beta=1e-3, random_state=3).fit(
+        X, y
+    )
 
 
 # ---------------------------------------------------------------- scikit-learn
@@ -368,9 +368,7 @@ def test_no_warning_and_options_untouched_when_optimal(data):
 
 def test_verbose_prints_the_solver_log(data, capsys):
     X, y = data
-    ConvexReLURegressor(
-        arrangements="sample", n_blocks=5, random_state=0, verbose=True
-    ).fit(X, y)
+    ConvexReLURegressor(arrangements="sample", n_blocks=5, random_state=0, verbose=True).fit(X, y)
     assert "iter" in capsys.readouterr().out
     ConvexReLURegressor(n_blocks=5, random_state=0, verbose=True).fit(X, y)
     assert "round" in capsys.readouterr().out  # the global solve prints its rounds

@@ -105,6 +105,18 @@ def test_a_given_seed_network_is_never_beaten_by_the_result():
         assert res.network().objective(X, y, beta) == pytest.approx(res.objective, rel=1e-9)
 
 
+def test_time_limit_bounds_the_whole_solve():
+    X, y = tiny_data(600, 12, seed=11)
+    beta = _beta(X, y, 0.01)
+    limit = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ar.solve_global(X, y, beta, time_limit=limit, seed_units=300, seed_steps=5000)
+    assert res.total_time <= 3 * limit  # grace of the last certificate and of a round
+    assert res.objective <= res.seed_objective
+    assert res.global_lower_bound <= res.objective
+
+
 def test_three_layer_global_solve_improves_on_its_seed():
     X, y = tiny_data(60, 4, seed=6)
     beta = _beta(X, y, 0.1, depth=3, width=2)
@@ -126,6 +138,10 @@ def test_three_layer_global_solve_improves_on_its_seed():
         ({"seed_network": ar.TwoLayerReLUNetwork(np.ones((3, 1)), np.ones(1)), "depth": 3,
           "width": 2}, "seed_network"),
         ({"n_blocks": -1}, "n_blocks"),
+        ({"pricing_starts": -5}, "pricing_starts"),
+        ({"blocks_per_round": 0}, "blocks_per_round"),
+        ({"pricing_tol": -1e-3}, "pricing_tol"),
+        ({"seed_units": 0}, "seed_units"),
         ({"time_limit": 0}, "time_limit"),
     ],
 )  # fmt: skip
