@@ -239,7 +239,9 @@ class ConvexReLURegressor(RegressorMixin, BaseEstimator):
         self.n_iter_ = int(result.iterations)
         if result.status != Status.OPTIMAL:
             warnings.warn(
-                _convergence_message(result, self.solver), ConvergenceWarning, stacklevel=2
+                _convergence_message(result, self.solver, self.arrangements),
+                ConvergenceWarning,
+                stacklevel=2,
             )
         return self
 
@@ -398,12 +400,14 @@ def _reject_multi_output(y):
         )
 
 
-def _convergence_message(result, solver) -> str:
+def _convergence_message(result, solver, arrangements) -> str:
     remedies = (
         "raise solver_options['max_iter'] or 'time_limit', or loosen 'eps_rel'"
         if solver == "admm"
         else "try solver_options={'cvxpy_solver': 'CLARABEL'} or tighten its tolerances"
     )
+    if arrangements == "generate":
+        remedies = "raise solver_options['max_rounds'] (the global solve's rounds), " + remedies
     return (
         f"ConvexReLURegressor: the solve ended with status '{result.status}' after "
         f"{result.iterations} iterations; certified gap {result.gap:.3e} (relative "
