@@ -131,7 +131,7 @@ def solve_global(
     exact_oracle="auto",
     oracle_max_blocks=2000,
     pricing_starts=256,
-    pricing_tol=1e-4,
+    pricing_tol=1e-5,
     verbose=False,
     **solver_options,
 ) -> GlobalSolveResult:
