@@ -878,13 +878,13 @@ class _Check:
         return float(np.clip(rho * factor, _RHO_MIN, _RHO_MAX))
 
 
-def _max_polish_variables(n_samples: int) -> int:
+def _max_polish_variables(n_samples: int, flops: float = _POLISH_MAX_FLOPS) -> int:
     """Most variables N of a polish whose interior-point iteration costs at most
-    ``_POLISH_MAX_FLOPS``: the dense Cholesky costs ``N^3 / 3``, the Woodbury path
+    ``flops``: the dense Cholesky costs ``N^3 / 3``, the Woodbury path
     ``n^2 N + n^3 / 3`` (:mod:`admmrelu.conic_ipm`); the cheaper one sets the cap."""
-    dense = (3.0 * _POLISH_MAX_FLOPS) ** (1.0 / 3.0)
+    dense = (3.0 * flops) ** (1.0 / 3.0)
     n = float(n_samples)
-    woodbury = (_POLISH_MAX_FLOPS - n**3 / 3.0) / n**2
+    woodbury = (flops - n**3 / 3.0) / n**2
     return int(max(dense, woodbury))
 
 

@@ -32,6 +32,7 @@ from ._validation import (
     check_int,
     check_positive_float,
 )
+from .admm import _max_polish_variables
 from .arrangements import Arrangements, sample_arrangements
 from .certificate import scaled_dual_bound
 from .lifting import lift_network
@@ -50,6 +51,13 @@ from .status import Status
 
 #: Share of ``time_limit`` the seed's gradient run may use.
 _SEED_TIME_SHARE = 0.25
+#: The seed's units by default: as many as a polish of one block per unit can take at
+#: _SEED_POLISH_FLOPS per interior-point iteration, within [_FEWEST_SEED_UNITS,
+#: _MOST_SEED_UNITS].  Every unit of the seed is a block that the first round's finish
+#: polishes: 200 units at (5000, 50) made a dense polish of 6000 variables, minutes per
+#: round; 200 at (1000, 20) polish by Woodbury in about 10 s.
+_SEED_POLISH_FLOPS = 1e10
+_FEWEST_SEED_UNITS, _MOST_SEED_UNITS = 50, 200
 #: Relative tolerance of the rounds before the last: their solves and the ascent pricing
 #: work to it, and only once it finds nothing do the rounds tighten to ``eps_rel`` and
 #: ``pricing_tol`` (the exact oracle runs only then).
@@ -129,7 +137,7 @@ def solve_global(
     max_rounds=50,
     blocks_per_round=None,
     exact_oracle="auto",
-    oracle_max_blocks=2000,
+    oracle_max_blocks=5000,
     pricing_starts=256,
     pricing_tol=1e-5,
     verbose=False,
@@ -162,7 +170,9 @@ def solve_global(
         (:func:`admmrelu.nonconvex.train_network`) and start from its blocks and point;
         a TwoLayerReLUNetwork / ThreeLayerReLUNetwork: start from it; False: no seed.
     seed_units : int or None
-        Neurons (depth 2) or sub-networks (depth 3) of the seed run; None: 200.
+        Neurons (depth 2) or sub-networks (depth 3) of the seed run; None: 200, fewer
+        (down to 50) where the first round's polish of that many blocks would be costly
+        (about 60 at n = 5000, d = 50).
     seed_steps : int
         Adam steps of the seed run.
     max_rounds : int
@@ -366,7 +376,12 @@ def _seed_network(X, y, beta, depth, width, seed_network, seed_units, steps, rng
                 f"ThreeLayerReLUNetwork), True or False; got {type(seed_network).__name__}"
             )
         return seed_network
-    units = 200 if seed_units is None else check_int(seed_units, "seed_units", minimum=1)
+    if seed_units is None:
+        n, d = X.shape
+        fit = _max_polish_variables(n, _SEED_POLISH_FLOPS) // (d * width)
+        units = int(np.clip(fit, _FEWEST_SEED_UNITS, _MOST_SEED_UNITS))
+    else:
+        units = check_int(seed_units, "seed_units", minimum=1)
     steps = check_int(steps, "seed_steps", minimum=1)
     budget = None if time_limit is None else _SEED_TIME_SHARE * time_limit
     network, _ = train_network(

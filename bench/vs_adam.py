@@ -89,18 +89,23 @@ Usage (from the repository root, one thread)::
     python bench/vs_adam.py --instances teacher2-5000x50 --restarts 5 --steps 1000 --merge
     python bench/vs_adam.py --no-torch --instances teacher2-200x5      # admmrelu only
     python bench/vs_adam.py --quick --no-torch --out /tmp/va            # tiny smoke test
+    python bench/vs_adam.py --reuse-baselines                         # admmrelu again
     python bench/vs_adam.py --list
 
 Without torch installed (CI) the baselines are skipped with a message, as with
 ``--no-torch``; without matplotlib, the plots.
 
 Outputs under ``--out`` (default bench/results/vs_adam): ``results.md`` (the tables, also
-printed), ``results.json`` (settings, machine, every run with its trajectory, admmrelu's
-record with its rounds and network weights) and ``<case>.png`` (objective against wall
-time; skipped with a message when matplotlib is missing).  Rewritten after every case;
-with ``--merge`` the cases already in ``results.json`` that are not run now are kept
-(each case records the settings and commit it ran with), so instances can be run
-separately, with different settings, into one report.
+printed), ``results.json`` (settings, machine, every run's record, admmrelu's record with
+its rounds and network weights), ``trajectories.json`` (every run's ``(step, time,
+objective)`` trajectory, compact, kept apart because it is large) and ``<case>.png``
+(objective against wall time; skipped with a message when matplotlib is missing).
+Rewritten after every case.  With ``--merge`` the cases already in ``results.json`` that
+are not run now are kept (each case records the settings and commit it ran with), so
+instances can be run separately, with different settings, into one report;
+``--reuse-baselines`` also keeps a case's baseline runs where its beta and baseline
+settings are unchanged and reruns admmrelu only (minutes instead of an hour after a
+change of the solver).
 """
 
 import os
@@ -125,9 +130,11 @@ from _common import (
     MISSING,
     RESULTS_DIR,
     fmt,
+    jsonable,
     limit_threads,
     machine_info,
     markdown_table,
+    write_atomic,
     write_results,
 )
 from _datasets import (
@@ -142,6 +149,7 @@ from _datasets import (
 import admmrelu as ar
 
 STEM = "results"
+TRAJECTORIES = "trajectories.json"
 TEACHER_INSTANCES = ("teacher2-1000x20", "teacher2-5000x50", "teacher3-1000x20-w2")
 DEFAULT_INSTANCES = TEACHER_INSTANCES + UCI_TABLE1
 _TEACHER_PATTERN = re.compile(r"^teacher([23])-(\d+)x(\d+)(?:-w(\d+))?$")
@@ -588,6 +596,11 @@ def summarize(result: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- report
+def _short(commit: str) -> str:
+    """A commit as 12 hex digits, keeping a "+dirty" mark."""
+    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def _yes_no(value) -> str:
     return MISSING if value is None else ("yes" if value else "no")
 
@@ -615,7 +628,8 @@ def case_markdown(result: dict) -> str:
             f"Baselines: {net}, {result['settings']['steps']} full-batch steps, "
             f"||X||_2^2 = {base['lipschitz']:.4g}; every learning rate ran "
             f"{base['grid_restarts']} restart(s), the chosen one (*) {base['restarts']} "
-            f"(run {result['settings']['date']}).",
+            f"(run {base.get('date', result['settings']['date'])}"
+            f"{', commit ' + _short(base['git_commit']) if base.get('git_commit') else ''}).",
             "",
         ]
         headers = [
@@ -655,8 +669,11 @@ def case_markdown(result: dict) -> str:
         lines.append(markdown_table(headers, rows))
     admm = result.get("admmrelu")
     if admm is not None:
-        limit = fmt((result.get("settings") or {}).get("time_limit"), "g")
-        lines += ["", f"admmrelu (`ar.solve_global`, time_limit {limit}):", ""]
+        settings = result.get("settings") or {}
+        limit = fmt(settings.get("time_limit"), "g")
+        when = f", run {settings['date']}" if settings.get("date") else ""
+        commit = f", commit {_short(settings['git_commit'])}" if settings.get("git_commit") else ""
+        lines += ["", f"admmrelu (`ar.solve_global`, time_limit {limit}{when}{commit}):", ""]
         if "objective" not in admm:
             lines.append(f"failed: {admm.get('status')}")
         else:
@@ -730,26 +747,32 @@ def summary_markdown(results: list[dict]) -> str:
 
 
 def _settings_line(results) -> str:
-    """The baselines' settings, once if every case shares them, else per case."""
-    keys = ("steps", "adam_lrs", "sgd_scales", "grid_restarts", "restarts")
-    by_setting = {}
-    for r in results:
-        s = r.get("settings") or {}
-        if s.get("torch"):
-            by_setting.setdefault(
-                tuple(tuple(v) if isinstance(v, list) else v for v in (s[k] for k in keys)), []
-            ).append(r["name"])
-    lines = []
-    for (steps, adam, sgd, grid, restarts), names in by_setting.items():
-        text = (
-            f"Adam lrs {', '.join(f'{v:g}' for v in adam)}; SGD (momentum 0.9) lrs "
-            f"c / ||X||_2^2 for c in {', '.join(f'{v:g}' for v in sgd)}; {steps} full-batch "
-            f"steps; every lr ran {grid} restart(s), the chosen one {restarts}"
-        )
-        lines.append(text + ("" if len(by_setting) == 1 else f" ({', '.join(names)})"))
-    if not lines:
+    """The baselines' settings: the learning-rate grids, then steps and restarts, each
+    once if every case shares them, else with the cases of each value."""
+    ran = [r for r in results if (r.get("settings") or {}).get("torch")]
+    if not ran:
         return "baselines not run"
-    return "baselines: " + "; ".join(lines)
+
+    def grouped(describe):
+        groups = {}
+        for r in ran:
+            groups.setdefault(describe(r["settings"]), []).append(r["name"])
+        if len(groups) == 1:
+            return next(iter(groups))
+        return "; ".join(f"{text} ({', '.join(names)})" for text, names in groups.items())
+
+    def grids(s):
+        adam = ", ".join(f"{v:g}" for v in s["adam_lrs"])
+        sgd = ", ".join(f"{v:g}" for v in s["sgd_scales"])
+        return f"Adam lrs {adam}; SGD (momentum 0.9) lrs c / ||X||_2^2 for c in {sgd}"
+
+    def runs(s):
+        return (
+            f"{s['steps']} full-batch steps, every lr {s['grid_restarts']} restart(s), the "
+            f"chosen one {s['restarts']}"
+        )
+
+    return f"baselines: {grouped(grids)}; {grouped(runs)}"
 
 
 def markdown(results, machine, settings) -> str:
@@ -914,6 +937,12 @@ def parse_args(argv=None):
         help="keep the other cases of <out>/results.json (replace those run now)",
     )
     parser.add_argument(
+        "--reuse-baselines",
+        action="store_true",
+        help="--merge, and reuse the saved baseline runs of a case where its beta and "
+        "baseline settings are the same (rerun admmrelu only)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="defaults for a smoke test: tiny instance, few steps"
     )
     parser.add_argument("--list", action="store_true", help="print the instances and exit")
@@ -941,6 +970,19 @@ def parse_args(argv=None):
     return args
 
 
+#: Settings that make two sets of baseline runs the same (``--reuse-baselines``).
+BASELINE_KEYS = (
+    "beta_frac",
+    "seed",
+    "steps",
+    "restarts",
+    "grid_restarts",
+    "adam_lrs",
+    "sgd_scales",
+    "record_every",
+)
+
+
 def case_settings(args, use_torch: bool) -> dict:
     """The settings a case ran with (kept with the case: ``--merge`` mixes runs)."""
     out = {
@@ -962,16 +1004,41 @@ def case_settings(args, use_torch: bool) -> dict:
     return out
 
 
-def run_case(case, args, use_torch, log) -> dict:
-    """Load, choose beta, run the baselines and admmrelu on one case."""
+def reusable_baselines(previous: dict | None, result: dict, args) -> dict | None:
+    """``previous``'s baseline runs if they were made on the same problem (beta) with the
+    settings asked for now, else None."""
+    if not previous or not previous.get("baselines") or not previous.get("beta"):
+        return None
+    old, new = previous.get("settings") or {}, case_settings(args, True)
+    if any(old.get(k) != new[k] for k in BASELINE_KEYS):
+        return None
+    units = args.neurons if result["depth"] == 2 else args.subnets
+    if previous["baselines"]["units"] != units:
+        return None
+    if abs(previous["beta"] - result["beta"]) > 1e-9 * result["beta"]:  # BLAS rounding
+        return None
+    return previous["baselines"]
+
+
+def run_case(case, args, use_torch, log, previous=None) -> dict:
+    """Load, choose beta, run the baselines (or reuse ``previous``'s, with
+    ``--reuse-baselines``) and admmrelu on one case."""
     result = {**case, "settings": case_settings(args, use_torch)}
     X, y = load_case(case, args.data_dir, args.seed)
     result["n"], result["d"] = X.shape
     result["beta_max"] = beta_max_of(X, y, case["depth"], case["width"])
     beta = result["beta"] = args.beta_frac * result["beta_max"]
     log(f"{case['name']}: n={X.shape[0]}, d={X.shape[1]}, beta={beta:.4g}")
-    if use_torch:
+    reused = reusable_baselines(previous, result, args) if args.reuse_baselines else None
+    if reused is not None:
+        log(f"{case['name']}: reusing the baseline runs of {reused.get('date')}")
+        result["baselines"] = reused
+        result["settings"] = case_settings(args, True)
+    elif use_torch:
+        if args.reuse_baselines:
+            log(f"{case['name']}: no reusable baseline runs (other settings or beta): running")
         result["baselines"] = run_baselines(X, y, beta, case, args, log)
+        result["baselines"]["date"] = result["settings"]["date"]
     try:
         result["admmrelu"] = run_admmrelu(X, y, beta, case, args)
     except Exception as err:  # a failed solve is a result, not the end of the benchmark
@@ -987,8 +1054,52 @@ def run_case(case, args, use_torch, log) -> dict:
     return result
 
 
+def _compact_trajectory(trajectory) -> dict:
+    """(step, time, objective) triples as three lists; times to 4 digits, objectives 10."""
+    steps, times, values = zip(*trajectory, strict=True) if trajectory else ((), (), ())
+    return {
+        "step": list(steps),
+        "time": [float(f"{t:.4g}") for t in times],
+        "objective": [None if v is None else float(f"{v:.10g}") for v in values],
+    }
+
+
+def _expand_trajectory(compact: dict) -> list:
+    return [
+        list(p) for p in zip(compact["step"], compact["time"], compact["objective"], strict=True)
+    ]
+
+
+def write_all(out_dir: Path, report: str, data: dict) -> tuple[Path, ...]:
+    """``results.md``, ``results.json`` (the runs without their trajectories) and
+    ``trajectories.json`` (compact: ``{"cases": {case: [run's {step, time, objective}]}}``,
+    runs in the order of the case's ``baselines.runs``)."""
+    cases_out, trajectories = [], {}
+    for case in data["cases"]:
+        base = case.get("baselines")
+        if base:
+            runs = base["runs"]
+            trajectories[case["name"]] = [_compact_trajectory(r.get("trajectory")) for r in runs]
+            stripped = [{k: v for k, v in r.items() if k != "trajectory"} for r in runs]
+            case = {**case, "baselines": {**base, "runs": stripped}}
+        cases_out.append(case)
+    paths = write_results(out_dir, STEM, report, {**data, "cases": cases_out})
+    path = out_dir / TRAJECTORIES
+    text = json.dumps(jsonable({"cases": trajectories}), separators=(",", ":"), allow_nan=False)
+    write_atomic(path, text + "\n")
+    return (*paths, path)
+
+
+def merge_cases(previous: list[dict], results: list[dict]) -> list[dict]:
+    """``previous`` with the cases of ``results`` in their places, the new ones after."""
+    new = {r["name"]: r for r in results}
+    merged = [new.pop(r["name"], r) for r in previous]
+    return merged + [r for r in results if r["name"] in new]
+
+
 def load_previous(out_dir: Path, log) -> list[dict]:
-    """The cases of ``<out_dir>/results.json`` (``--merge``), or [] if there is none."""
+    """The cases of ``<out_dir>/results.json`` with their runs' trajectories
+    (``--merge``), or [] if there is none."""
     path = out_dir / f"{STEM}.json"
     if not path.exists():
         return []
@@ -997,7 +1108,17 @@ def load_previous(out_dir: Path, log) -> list[dict]:
     except (OSError, ValueError, KeyError) as err:
         log(f"--merge: cannot read {path} ({err}); starting afresh")
         return []
-    log(f"--merge: keeping {len(cases_)} case(s) of {path} not run now")
+    try:
+        trajectories = json.loads((out_dir / TRAJECTORIES).read_text(encoding="utf-8"))["cases"]
+    except (OSError, ValueError, KeyError):
+        trajectories = {}
+    for case in cases_:
+        runs = (case.get("baselines") or {}).get("runs") or []
+        saved = trajectories.get(case["name"]) or []
+        for run, compact in zip(runs, saved, strict=False):
+            if "trajectory" not in run and len(saved) == len(runs):
+                run["trajectory"] = _expand_trajectory(compact)
+    log(f"--merge: read {len(cases_)} case(s) of {path}")
     return cases_
 
 
@@ -1040,8 +1161,8 @@ def main(argv=None) -> int:
         "skipped": skipped,
     }
     results, paths = [], ()
-    names = {c["name"] for c in todo}
-    previous = load_previous(args.out, log) if args.merge else []
+    previous = load_previous(args.out, log) if args.merge or args.reuse_baselines else []
+    by_name = {r["name"]: r for r in previous}
     with limit_threads(1):
         machine = machine_info(1)
         for package in ("torch", "matplotlib"):
@@ -1054,8 +1175,11 @@ def main(argv=None) -> int:
         warm_up([c["depth"] for c in todo], use_torch, args)
         for case in todo:
             try:
-                result = run_case(case, args, use_torch, log)
+                result = run_case(case, args, use_torch, log, by_name.get(case["name"]))
                 result["settings"]["git_commit"] = machine["git_commit"]
+                base = result.get("baselines")
+                if base is not None and "git_commit" not in base:
+                    base["git_commit"] = machine["git_commit"]
             except Exception as err:  # e.g. a data file that does not parse
                 traceback.print_exc(file=sys.stderr)
                 result = {**case, "error": f"{type(err).__name__}: {err}", "admmrelu": None}
@@ -1066,7 +1190,7 @@ def main(argv=None) -> int:
                     result["plot"] = str(plot_case(result, args.out))
                 except Exception as err:  # a plot must not lose the numbers
                     log(f"{case['name']}: plot failed: {type(err).__name__}: {err}")
-            merged = [*(r for r in previous if r["name"] not in names), *results]
+            merged = merge_cases(previous, results)
             report = markdown(merged, machine, settings)
             data = {
                 "benchmark": "vs_adam",
@@ -1074,7 +1198,7 @@ def main(argv=None) -> int:
                 "machine": machine,
                 "cases": merged,
             }
-            paths = write_results(args.out, STEM, report, data)
+            paths = write_all(args.out, report, data)
     if not results:
         log("no case ran")
         return 1

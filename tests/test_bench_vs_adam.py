@@ -29,6 +29,7 @@ def test_quick_no_torch_run_writes_consistent_results(bench, tmp_path):
     vs_adam, _ = bench
     assert vs_adam.main(["--quick", "--no-torch", "--no-plot", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "results.md").read_text()
+    assert json.loads((tmp_path / "trajectories.json").read_text()) == {"cases": {}}
     data = json.loads((tmp_path / "results.json").read_text())
     assert {"settings", "machine", "cases"} <= set(data)
     assert data["settings"]["torch"] is False
