@@ -199,20 +199,8 @@ def cases(args) -> list[dict]:
     """The cases (instance, depth, width) to run, in the order of ``args.instances``."""
     out = []
     for name in args.instances:
-        teacher = parse_teacher(name)
-        if teacher is not None:
-            depth, n, d, width = teacher
-            out.append(
-                {
-                    "name": name,
-                    "instance": name,
-                    "kind": "teacher",
-                    "depth": depth,
-                    "width": width,
-                    "n": n,
-                    "d": d,
-                }
-            )
+        if parse_teacher(name) is not None:
+            out.append(cases_from_name(name))
         elif name in UCI_TABLE1 or uci_available(name, args.data_dir):
             for depth in args.depth:
                 out.append(
@@ -536,6 +524,7 @@ def warm_up(depths, use_torch, args) -> None:
 
 
 def cases_from_name(name: str) -> dict:
+    """The case record of the teacher instance ``name``."""
     depth, n, d, width = parse_teacher(name)
     return {
         "name": name,
