@@ -6,7 +6,8 @@ Full-batch Adam, written in numpy, on the objectives the convex program is equiv
 * depth 2, ``m`` neurons: ``0.5 ||(X W1)_+ w2 - y||^2 + beta/2 (||W1||_F^2 + ||w2||^2)``;
 * depth 3, ``K`` sub-networks of width ``m1``:
   ``0.5 ||sum_k ((X W1_k)_+ w2_k)_+ w3_k - y||^2 + beta/2 sum_k (||w2_k||^2 + w3_k^2)``
-  with every ``||W1_k||_F = 1`` (projected: renormalised after each step).
+  with every ``||W1_k||_F = 1``: Adam on the Riemannian gradient (the radial part of
+  W1's gradient removed), then renormalised after each step.
 
 The run only has to find good activation patterns: its neurons' masks become blocks of
 the convex program, whose optimum over them is never worse than the run's network
@@ -169,6 +170,10 @@ class _ThreeLayer:
         g_w2 = np.einsum("nk,nkj->kj", dZ2, H1) + self.beta * self.w2
         dZ1 = dZ2[:, :, None] * self.w2[None] * (Z1 > 0)
         g_W1 = (dZ1.reshape(-1, self.K * self.m1).T @ self.X).reshape(self.W1.shape)
+        # the Riemannian gradient on the spheres ||W1_k||_F = 1: without the radial part,
+        # which the renormalisation undoes anyway but which skews Adam's moments (seed
+        # objective on acute-nephritis, depth 3: 13.891 with it, 13.447 without)
+        g_W1 -= np.sum(g_W1 * self.W1, axis=(1, 2), keepdims=True) * self.W1
         return float(value), [g_W1, g_w2, g_w3]
 
     def project(self):
