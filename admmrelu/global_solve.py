@@ -216,9 +216,8 @@ def solve_global(
     pricing_tol = check_positive_float(pricing_tol, "pricing_tol", allow_zero=True)
     if exact_oracle not in ("auto", True, False):
         raise ValueError(f"exact_oracle must be 'auto', True or False; got {exact_oracle!r}")
-    for name in ("warm_start",):
-        if name in solver_options:
-            raise TypeError(f"solve_global warm-starts each round itself; drop {name}=")
+    if "warm_start" in solver_options:
+        raise TypeError("solve_global warm-starts each round itself; drop warm_start=")
     if time_limit is not None:
         time_limit = check_positive_float(time_limit, "time_limit")
     deadline = None if time_limit is None else start + time_limit
@@ -403,10 +402,16 @@ def _initial_blocks(X, depth, width, seed_net, n_blocks, rng):
         return sampled, np.zeros((2, sampled.n_blocks, width, X.shape[1]))
     if sampled is None:
         return seed_arr, seed_U
-    merged = union(seed_arr, sampled)
-    U = np.zeros((2, merged.n_blocks, width, X.shape[1]))
-    U[:, : seed_arr.n_blocks] = seed_U
-    return merged, U
+    return _extended(seed_arr, seed_U, sampled)
+
+
+def _extended(arrangements, U, new):
+    """``arrangements`` then the blocks of ``new`` not among them, and the point U over
+    them with the new blocks at zero."""
+    merged = union(arrangements, new)
+    padded = np.zeros((2, merged.n_blocks, *U.shape[2:]))
+    padded[:, : arrangements.n_blocks] = U
+    return merged, padded
 
 
 def union(first: Arrangements, second: Arrangements) -> Arrangements:
@@ -441,9 +446,7 @@ def _next_working_set(arrangements, weights, priced, new):
     if not kept_mask.any():
         kept_mask[:] = True
     kept = arrangements.subset(np.flatnonzero(kept_mask))
-    merged = union(kept, new)
-    U = np.zeros((2, merged.n_blocks, *weights.shape[2:]))
-    U[:, : kept.n_blocks] = weights[:, kept_mask]
+    merged, U = _extended(kept, weights[:, kept_mask], new)
     now_priced = np.ones(merged.n_blocks, dtype=bool)
     now_priced[: kept.n_blocks] = priced[kept_mask]
     return merged, U, now_priced
@@ -451,7 +454,7 @@ def _next_working_set(arrangements, weights, priced, new):
 
 def _warm_start(problem, U):
     """A SolveResult carrying the point U (previous round's solution, or the seed's)."""
-    base = dict(
+    return SolveResult(
         status=Status.OPTIMAL_INACCURATE,
         objective=problem.objective(U),
         dual_bound=-math.inf,
@@ -470,7 +473,6 @@ def _warm_start(problem, U):
         solver="warm_start",
         solver_status="warm_start",
     )
-    return SolveResult(**base)
 
 
 def _no_worse_than(problem, result, U):

@@ -52,11 +52,13 @@ def train_network(
     network : TwoLayerReLUNetwork or ThreeLayerReLUNetwork
         The iterate of lowest objective seen.
     objectives : ndarray
-        The objective before each step (and after the last).
+        The objective before each step, and after the last unless the time limit
+        stopped the run.
     """
     rng = np.random.default_rng(seed)
-    trainer = _TwoLayer(X, y, beta, n_units, rng) if depth == 2 else None
-    if trainer is None:
+    if depth == 2:
+        trainer = _TwoLayer(X, y, beta, n_units, rng)
+    else:
         trainer = _ThreeLayer(X, y, beta, n_units, width, rng)
     deadline = None if time_limit is None else time.perf_counter() + time_limit
     step_size = lr * trainer.weight_scale
@@ -73,10 +75,11 @@ def train_network(
         decay = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
         _adam_step(trainer.params, grads, moments, step, step_size * decay)
         trainer.project()
-    value = trainer.value_and_gradient()[0]
-    objectives.append(value)
-    if value < best_value:
-        best = [p.copy() for p in trainer.params]
+    else:  # all steps taken: the last one's result is still to be evaluated
+        value = trainer.value_and_gradient()[0]
+        objectives.append(value)
+        if value < best_value:
+            best = [p.copy() for p in trainer.params]
     return trainer.network(best), np.array(objectives)
 
 

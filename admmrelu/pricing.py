@@ -29,11 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arrangements import Arrangements, _block_key, _blocks_from_networks
+from .arrangements import Arrangements, _block_key
 from .certificate import block_upper_bounds, improve_multipliers
 from .cones import block_dual_norm
 from .enumeration import enumerate_arrangements, estimate_n_blocks
 from .exceptions import TooManyArrangementsError
+from .lifting import network_blocks
 
 
 @dataclass(frozen=True)
@@ -104,26 +105,17 @@ def ascent_pricing(
     violated = violated[np.argsort(-values[violated], kind="stable")]
     if violated.size == 0:
         return PricingResult(None, np.zeros(0), best_ratio)
-    block = _blocks_from_networks(X, W1[violated], w2[violated], depth)
+    found, unit_block, _ = network_blocks(X, W1[violated], w2[violated], depth)
+    if found is None:
+        return PricingResult(None, np.zeros(0), best_ratio)
+    # blocks come in the order of their first unit, the most violated first
+    first_unit = np.unique(unit_block[unit_block >= 0], return_index=True)[1]
     known = set() if current is None else set(block_keys(current))
-    picked = []
-    for b in range(violated.size):
-        key = _block_key(block, b)
-        if block["nontrivial"][b] and key not in known:
-            known.add(key)
-            picked.append(b)
-        if len(picked) == max_new:
-            break
+    picked = [t for t, key in enumerate(block_keys(found)) if key not in known][:max_new]
     if not picked:
         return PricingResult(None, np.zeros(0), best_ratio)
-    arrangements = Arrangements(
-        masks1=block["masks1"][:, picked],
-        signs=block["signs"][picked],
-        masks2=None if depth == 2 else block["masks2"][:, picked],
-        generators=block["generators"][picked],
-        n_draws=int(values.size),
-    )
-    return PricingResult(arrangements, values[violated[picked]] / beta, best_ratio)
+    ratios = values[violated[first_unit[picked]]] / beta
+    return PricingResult(found.subset(np.array(picked)), ratios, best_ratio)
 
 
 def block_keys(arrangements: Arrangements) -> list[bytes]:
@@ -268,7 +260,7 @@ def _quadratic_bound(X, w, n_tau=33) -> float:
     b = 0.5 * (X.T @ w)
     top = float(np.linalg.eigvalsh(Q_pos)[-1]) if pos.any() else 0.0
     if top <= 0.0:
-        return float(np.linalg.norm(b)) + 0.0  # no positive rows: the linear part only
+        return float(np.linalg.norm(b))  # no positive rows: the linear part only
     best = np.inf
     for tau in np.geomspace(1e-3, 1e3, n_tau) * np.sqrt(top):
         M = (np.sqrt(c) / (4.0 * tau)) * Q_pos - 0.5 * Q_neg
